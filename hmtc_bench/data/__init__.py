@@ -1,0 +1,43 @@
+"""Datasets: the contract, the readers, the embedded default and the synthetic generator.
+
+``load_dataset(name_or_path)`` takes a registered name (entry-point group
+``hmtc_bench.datasets``: ``icd10cm``, ``synthetic``, and third-party ones) or a folder whose
+format is recognised from its files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hmtc_bench.data.dataset import DataError, Dataset, RepairWarning, Split, build_split
+from hmtc_bench.plugins import list_plugins, unknown
+
+GROUP = "hmtc_bench.datasets"
+DEFAULT_DATASET = "icd10cm"
+
+
+def list_datasets() -> dict:
+    return list_plugins(GROUP)
+
+
+def load_dataset(name_or_path: str = DEFAULT_DATASET, *, strict: bool = False,
+                 seed: int | None = None) -> Dataset:
+    """A registered dataset by name, or a dataset folder by path.
+
+    ``seed`` is the split seed of a folder whose dev (or dev and test) split is drawn
+    (default 0); registered loaders use their own recorded defaults.
+    """
+    registered = list_datasets()
+    if name_or_path in registered:
+        return registered[name_or_path].load()()
+    path = Path(name_or_path)
+    if path.exists():
+        from hmtc_bench.data.readers import DEFAULT_SEED, read_folder
+        return read_folder(path, strict=strict, seed=DEFAULT_SEED if seed is None else seed)
+    if "/" in name_or_path or name_or_path.startswith("."):
+        raise DataError(f"{name_or_path}: no such file or folder")
+    raise unknown("dataset", name_or_path, registered)
+
+
+__all__ = ["DataError", "Dataset", "RepairWarning", "Split", "build_split", "list_datasets",
+           "load_dataset", "DEFAULT_DATASET"]

@@ -1,0 +1,126 @@
+"""The method contract (scikit-learn estimator conventions).
+
+* ``__init__`` only stores hyper-parameters (published defaults) and ``random_state``;
+* ``fit(texts, Y, hierarchy, dev=None)`` returns self; learned state ends in ``_``;
+  ``dev`` is an optional ``(texts, Y)`` pair for early stopping, never the test set;
+* ``predict_proba(texts)`` returns an (n, L) array in the hierarchy's label order, and row i
+  depends only on text i;
+* ``predict(texts)`` decodes with a named policy (see ``hmtc_bench.evaluation.decoding``);
+* class-level tags (``TAGS``) and ``get_test_params()`` giving a configuration that fits the
+  synthetic data in seconds.
+
+A method never sees test labels and never computes or writes metrics. Method modules keep
+their heavy imports (scikit-learn, torch) inside methods so that listing stays fast.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import scipy.sparse as sp
+
+FAMILIES = ("flat", "local", "global")
+
+DEFAULT_TAGS = {
+    "family": "flat",               # flat / local / global
+    "requires": (),                 # importable modules needed, e.g. ("torch", "transformers")
+    "consistent_by_construction": False,
+    "supports_dag": True,
+}
+
+
+class NotFittedError(RuntimeError):
+    """predict or predict_proba called before fit."""
+
+
+class HMTCMethod:
+    """Base class of every method. Subclasses define ``__init__`` with keyword
+    hyper-parameters stored under the same names, ``_fit`` and ``_predict_proba``."""
+
+    TAGS: dict = {}
+
+    # ------------------------------------------------------------------ params
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [name for name, p in signature.parameters.items()
+                if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> "HMTCMethod":
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"{type(self).__name__} has no parameter {key!r}; "
+                                 f"valid: {', '.join(valid)}")
+            setattr(self, key, value)
+        return self
+
+    def clone(self) -> "HMTCMethod":
+        return type(self)(**self.get_params())
+
+    def __repr__(self) -> str:
+        defaults = {n: p.default for n, p in inspect.signature(type(self).__init__).parameters.items()}
+        changed = {k: v for k, v in self.get_params().items() if defaults.get(k) != v}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    @classmethod
+    def tags(cls) -> dict:
+        return {**DEFAULT_TAGS, **cls.TAGS}
+
+    @classmethod
+    def get_test_params(cls) -> dict:
+        """Small parameters that fit the synthetic data in seconds."""
+        return {}
+
+    # ------------------------------------------------------------------ API
+    def fit(self, texts, Y, hierarchy, dev=None) -> "HMTCMethod":
+        texts = _check_texts(texts)
+        Y = sp.csr_matrix(Y)
+        if Y.shape != (len(texts), len(hierarchy)):
+            raise ValueError(f"Y has shape {Y.shape}; expected ({len(texts)}, {len(hierarchy)})")
+        if dev is not None:
+            dev = (_check_texts(dev[0]), sp.csr_matrix(dev[1]))
+        if not hierarchy.is_tree and not self.tags()["supports_dag"]:
+            raise ValueError(f"{type(self).__name__} does not support DAG hierarchies")
+        self.hierarchy_ = hierarchy
+        self.n_labels_ = len(hierarchy)
+        self._fit(texts, Y, hierarchy, dev)
+        return self
+
+    def predict_proba(self, texts) -> np.ndarray:
+        if not hasattr(self, "hierarchy_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit first")
+        texts = _check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.n_labels_))
+        proba = np.asarray(self._predict_proba(texts), dtype=np.float64)
+        return np.clip(proba, 0.0, 1.0)
+
+    def predict(self, texts, policy: str = "threshold", threshold: float = 0.5):
+        from hmtc_bench.evaluation.decoding import decode
+        return decode(self.predict_proba(texts), self.hierarchy_, policy, threshold)
+
+    # ------------------------------------------------------------------ to implement
+    def _fit(self, texts: list[str], Y: sp.csr_matrix, hierarchy, dev) -> None:
+        raise NotImplementedError
+
+    def _predict_proba(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not one string")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"text {i} is {type(text).__name__}, not str")
+    return texts
+
+
+def check_random_state(seed) -> np.random.Generator:
+    return np.random.default_rng(seed)
