@@ -283,7 +283,7 @@ class LabelHierarchy:
 
     @cached_property
     def ancestor_matrix(self) -> sp.csr_matrix:
-        """(L, L) with [a, c] = 1 when a is c or an ancestor of c; ``Y @ A > 0`` closes Y."""
+        """(L, L) with [c, a] = 1 when a is c or an ancestor of c; ``Y @ A > 0`` closes Y."""
         rows, cols = [], []
         for c, lab in enumerate(self.labels):
             for a in self.ancestors(lab) | {lab}:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
-import scipy.sparse as sp
 
 FAMILIES = ("flat", "local", "global")
 
@@ -78,6 +77,7 @@ class HMTCMethod:
 
     # ------------------------------------------------------------------ API
     def fit(self, texts, Y, hierarchy, dev=None) -> "HMTCMethod":
+        import scipy.sparse as sp
         texts = _check_texts(texts)
         Y = sp.csr_matrix(Y)
         if Y.shape != (len(texts), len(hierarchy)):

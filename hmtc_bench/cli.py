@@ -1,0 +1,182 @@
+"""The command line: a thin typer shell over the Python API (the only module importing typer).
+
+Heavy modules are imported inside the commands so that ``hmtc-bench --help`` and
+``hmtc-bench list`` answer fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="hmtc-bench: benchmark hierarchical multi-label text classification.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+TrackingUri = Annotated[Optional[str], typer.Option(
+    "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
+                           "else sqlite:///results/mlflow.db)")]
+
+
+def _fail(message: str, code: int = 1):
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _user_errors():
+    """Exceptions that are the user's input, reported as one line without a traceback."""
+    from hmtc_bench.data.dataset import DataError
+    from hmtc_bench.hierarchy import HierarchyError
+    from hmtc_bench.plugins import UnknownNameError
+    return (DataError, HierarchyError, UnknownNameError, ValueError, RuntimeError, KeyError,
+            FileNotFoundError)
+
+
+def _parse_params(pairs: list[str]) -> dict:
+    import yaml
+    params = {}
+    for pair in pairs:
+        if "=" not in pair:
+            _fail(f"--param {pair!r}: expected KEY=VALUE")
+        key, raw = pair.split("=", 1)
+        try:
+            params[key.strip()] = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            params[key.strip()] = raw
+    return params
+
+
+@app.command("list")
+def list_command(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
+    """List methods (family, availability) and datasets."""
+    from hmtc_bench.methods import list_methods
+    from hmtc_bench.plugins import list_plugins
+    methods = list_methods()
+    datasets = list_plugins("hmtc_bench.datasets")  # names only: loaders stay unimported
+    if json_output:
+        typer.echo(json.dumps({
+            "methods": [{"name": m.name, "family": m.family, "available": m.available,
+                         "reason": m.reason, "entry_point": m.value} for m in methods],
+            "datasets": [{"name": d.name, "entry_point": d.value} for d in datasets.values()]},
+            indent=2))
+        return
+    typer.echo("methods:")
+    for m in methods:
+        state = "available" if m.available else f"unavailable ({m.reason})"
+        typer.echo(f"  {m.name:<16} {m.family:<7} {state}")
+    typer.echo("datasets:")
+    for d in datasets.values():
+        typer.echo(f"  {d.name:<16} {d.value}")
+    typer.echo("  (or a dataset folder: hmtc-bench data info PATH)")
+
+
+@app.command()
+def run(
+    method: Annotated[str, typer.Option(help="Method name (see `hmtc-bench list`).")],
+    dataset: Annotated[str, typer.Option(help="Dataset name or folder.")] = "icd10cm",
+    seed: Annotated[Optional[list[int]], typer.Option(
+        help="Random seed; repeat for several runs.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(
+        help="Method parameter KEY=VALUE (YAML value); repeatable.")] = None,
+    decode: Annotated[str, typer.Option(help="Decoding policy: threshold or top-down.")]
+        = "threshold",
+    threshold: Annotated[float, typer.Option(help="Decision threshold.")] = 0.5,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the run records as JSON.")]
+        = False,
+    tracking_uri: TrackingUri = None,
+):
+    """Run a method on a dataset and record every seed's run in MLflow."""
+    from hmtc_bench.evaluation import POLICIES
+    if decode not in POLICIES:
+        _fail(f"unknown decoding policy {decode!r}; choose one of {', '.join(POLICIES)}")
+    params = _parse_params(param or [])
+    seeds = seed or [0]
+    try:
+        from hmtc_bench.data import load_dataset
+        from hmtc_bench.methods import make_method
+        from hmtc_bench.runner import run as run_one
+        make_method(method, params)  # unknown method or parameter: fail before loading data
+        data = load_dataset(dataset)
+        records = [run_one(method, data, s, params, decode, threshold, tracking_uri)
+                   for s in seeds]
+    except _user_errors() as err:
+        _fail(str(err).strip("'\""))
+    if json_output:
+        typer.echo(json.dumps(records, indent=2, default=str))
+        return
+    _print_records(records)
+
+
+def _print_records(records: list[dict]) -> None:
+    keys = ["micro_f1", "macro_f1", "macro_f1_present", "hier_f1", "inconsistency_ratio"]
+    first = records[0]["metrics"]
+    levels = sorted(k for k in first if k.startswith(("micro_f1_level_", "macro_f1_level_")))
+    width = max(len(k) for k in keys + levels + ["fit_seconds"])
+    for record in records:
+        typer.echo(f"{record['method']} on {record['dataset']}, seed {record['seed']}, "
+                   f"decode {record['decode']} (run {record.get('run_id', '-')})")
+        for key in keys + levels:
+            typer.echo(f"  {key:<{width}} {record['metrics'][key]:.4f}")
+        typer.echo(f"  {'fit_seconds':<{width}} {record['fit_seconds']:.1f}")
+        typer.echo(f"  {'predict_seconds':<{width}} {record['predict_seconds']:.1f}")
+
+
+@app.command()
+def leaderboard(
+    dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
+    format: Annotated[str, typer.Option("--format", help="markdown, csv or html.")]
+        = "markdown",
+    tracking_uri: TrackingUri = None,
+):
+    """Mean ± std over seeds (with n) per dataset, method and decoding, from tracked runs."""
+    from hmtc_bench.leaderboard import FORMATS, leaderboard as board, render
+    from hmtc_bench.tracking import load_records
+    if format not in FORMATS:
+        _fail(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    rows = board(load_records(tracking_uri, dataset))
+    if not rows:
+        _fail("no finished runs in the store" + (f" for dataset {dataset!r}" if dataset else "")
+              + "; start one with `hmtc-bench run --method NAME`")
+    typer.echo(render(rows, format), nl=False)
+
+
+@data_app.command("info")
+def data_info(
+    name_or_path: Annotated[str, typer.Argument(help="Dataset name or folder.")],
+    strict: Annotated[bool, typer.Option(help="Refuse repairs and invalid UTF-8.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+):
+    """Print a dataset card: counts per level, labels per document, depth, provenance."""
+    try:
+        from hmtc_bench.data import load_dataset
+        card = load_dataset(name_or_path, strict=strict).card()
+    except _user_errors() as err:
+        _fail(str(err).strip("'\""))
+    if json_output:
+        typer.echo(json.dumps(card, indent=2, default=str))
+        return
+    width = max(len(k) for k in card)
+    for key, value in card.items():
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+@app.command()
+def ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+       tracking_uri: TrackingUri = None):
+    """Serve the MLflow UI of the store on 127.0.0.1."""
+    from hmtc_bench.tracking import resolve_uri, serve_ui
+    typer.echo(f"serving {resolve_uri(tracking_uri)} on http://127.0.0.1:{port} (Ctrl-C stops)",
+               err=True)
+    raise typer.Exit(serve_ui(tracking_uri, port))
+
+
+def main() -> None:  # console script
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""One run: load data, fit (timed), predict (timed), decode, evaluate, record.
+
+The run record (one per method x dataset x seed) holds the resolved parameters, dataset and
+hierarchy hashes, seed, decoding policy, every metric, fit and predict seconds, peak memory,
+package versions, git commit and status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import resource
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from hmtc_bench.data import Dataset, load_dataset
+from hmtc_bench.evaluation import DEFAULT_POLICY, DEFAULT_THRESHOLD, decode, evaluate
+from hmtc_bench.methods import inspect_method, make_method
+
+VERSIONED = ("hmtc-bench", "numpy", "scipy", "scikit-learn", "networkx", "mlflow", "torch",
+             "transformers", "lightgbm")
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+    found = {"python": sys.version.split()[0]}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        if out.returncode == 0:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                   cwd=Path(__file__).parent, capture_output=True, text=True,
+                                   timeout=5).stdout.strip()
+            return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _say(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def run(method: str, dataset: str | Dataset = "icd10cm", seed: int = 0,
+        params: dict | None = None, decode_policy: str = DEFAULT_POLICY,
+        threshold: float = DEFAULT_THRESHOLD, tracking_uri: str | None = None,
+        track: bool = True, quiet: bool = False) -> dict:
+    """Run one method on one dataset with one seed; returns the run record.
+
+    A failure during fit or predict is recorded (status ``failed`` with the error) and
+    re-raised.
+    """
+    info = inspect_method(method)
+    if not info.available:
+        raise RuntimeError(f"method {method!r} is unavailable: {info.reason}")
+    estimator = make_method(method, params, random_state=seed)
+    if isinstance(dataset, str):
+        _say(f"loading dataset {dataset} ...", quiet)
+        start = time.perf_counter()
+        data = load_dataset(dataset)
+        _say(f"  {len(data.train)} train / {len(data.dev)} dev / {len(data.test)} test documents,"
+             f" {len(data.hierarchy)} labels ({time.perf_counter() - start:.1f} s)", quiet)
+    else:
+        data = dataset
+    record = {
+        "method": method, "dataset": data.name, "seed": seed, "decode": decode_policy,
+        "threshold": threshold, "family": info.family,
+        "params": {k: v for k, v in estimator.get_params().items()},
+        "dataset_hash": data.content_hash, "hierarchy_hash": data.hierarchy.content_hash,
+        "dataset_split": data.info.get("split", ""),
+        "versions": package_versions(), "git_commit": git_commit(),
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "status": "running", "metrics": {},
+    }
+    try:
+        _say(f"fitting {method} (seed {seed}) ...", quiet)
+        start = time.perf_counter()
+        estimator.fit(data.train.texts, data.train.Y, data.hierarchy,
+                      dev=(data.dev.texts, data.dev.Y))
+        record["fit_seconds"] = time.perf_counter() - start
+        _say(f"  fitted in {record['fit_seconds']:.1f} s; predicting {len(data.test)} "
+             "test documents ...", quiet)
+        start = time.perf_counter()
+        proba = estimator.predict_proba(data.test.texts)
+        record["predict_seconds"] = time.perf_counter() - start
+        predicted = decode(proba, data.hierarchy, decode_policy, threshold)
+        train_counts = np.asarray(data.train.Y.sum(axis=0)).ravel()
+        record["metrics"] = evaluate(data.test.Y, predicted, data.hierarchy, train_counts)
+        record["status"] = "finished"
+    except Exception as err:
+        record["status"] = "failed"
+        record["error"] = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=5)}"
+        raise
+    finally:
+        record["peak_memory_mb"] = peak_memory_mb()
+        if track:
+            record["run_id"] = _log(record, tracking_uri)
+    return record
+
+
+def _log(record: dict, tracking_uri: str | None) -> str:
+    from hmtc_bench.tracking import log_run
+    return log_run(record, tracking_uri)

@@ -1,0 +1,40 @@
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Datasets built at first use go to one cache per test session, never the user's."""
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setenv("HMTC_BENCH_CACHE", str(cache))
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    from hmtc_bench.data.synthetic import generate
+    return generate()
+
+
+def shared(name: str) -> Path:
+    path = SHARED / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
