@@ -22,8 +22,6 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from hmtc_bench.data.dataset import DataError, Dataset, Split, build_split, split_rows
 from hmtc_bench.hierarchy import HierarchyError, LabelHierarchy
 
@@ -274,7 +272,7 @@ def read_paths_folder(folder: str | Path, *, strict: bool = False, seed: int = D
         by_role[role], file_paths = read_paths_file(path, strict=strict, sep=sep)
         paths.extend(file_paths)
     try:
-        hierarchy = LabelHierarchy.from_paths(sorted(map(tuple, {tuple(p) for p in paths})))
+        hierarchy = LabelHierarchy.from_paths(list(dict.fromkeys(map(tuple, paths))))
     except HierarchyError as err:
         raise DataError(f"{folder}: {err}") from None
     info = {"format": "paths", "path": str(folder), "files": sorted(p.name for p in files)}
@@ -319,10 +317,6 @@ def read_folder(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}; known: {sorted(FORMATS)}")
     return FORMATS[fmt](folder, strict=strict, seed=seed)
-
-
-def label_counts(Y) -> np.ndarray:
-    return np.asarray(Y.sum(axis=0)).ravel()
 
 
 __all__: Sequence[str] = ["read_folder", "detect_format", "read_hiagm_file", "read_paths_file",

@@ -1,0 +1,153 @@
+import json
+import warnings
+
+import pytest
+
+from conftest import shared, write
+from hmtc_bench.data import DataError, RepairWarning, load_dataset
+from hmtc_bench.data.readers import DecodeWarning, detect_format, read_folder
+
+TAXONOMY = "Root\tA\tB\nA\tA1\tA2\nB\tB1\n"
+
+
+def _lines(records):
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def _docs(n, key_text="token", key_label="label", tokens=True):
+    labels = [["A", "A1"], ["A", "A2"], ["B", "B1"], ["A", "A1", "B", "B1"]]
+    out = []
+    for i in range(n):
+        text = f"doc {i} words about {' '.join(labels[i % 4])}"
+        out.append({key_text: text.split() if tokens else text, key_label: labels[i % 4]})
+    return out
+
+
+def hiagm_folder(tmp_path, files):
+    write(tmp_path / "toy.taxonomy", TAXONOMY)
+    for name, text in files.items():
+        write(tmp_path / name, text)
+    return tmp_path
+
+
+def test_hiagm_train_dev_test_token_lists(tmp_path):
+    folder = hiagm_folder(tmp_path, {"toy_train.json": _lines(_docs(20)),
+                                     "toy_val.json": _lines(_docs(5)),
+                                     "toy_test.json": _lines(_docs(6))})
+    assert detect_format(folder) == "hiagm"
+    data = read_folder(folder)
+    assert (len(data.train), len(data.dev), len(data.test)) == (20, 5, 6)
+    assert data.train.texts[0] == "doc 0 words about A A1"
+    assert data.hierarchy.decode(data.train.Y[3]) == [["A", "B", "A1", "B1"]]
+    assert data.info["split"] == "given train/dev/test files"
+
+
+def test_doc_token_variant_plain_text_and_dev_drawn(tmp_path):
+    docs = _docs(30, "doc_token", "doc_label", tokens=False)
+    folder = hiagm_folder(tmp_path, {"x_train.json": _lines(docs),
+                                     "x_test.json": _lines(docs[:4])})
+    data = read_folder(folder, seed=3)
+    assert len(data.train) + len(data.dev) == 30 and len(data.dev) == 3
+    assert "seed 3" in data.info["split"]
+    again = read_folder(folder, seed=3)
+    assert again.content_hash == data.content_hash
+
+
+def test_single_file_split_is_recorded(tmp_path):
+    folder = hiagm_folder(tmp_path, {"all.json": _lines(_docs(50))})
+    data = read_folder(folder)
+    assert (len(data.train), len(data.dev), len(data.test)) == (36, 4, 10)
+    assert data.info["split_seed"] == 0
+
+
+def test_repair_warns_or_strict_refuses(tmp_path):
+    docs = [{"token": "some text", "label": ["A1"]}, {"token": "more", "label": ["B", "B1"]}] * 5
+    folder = hiagm_folder(tmp_path, {"all.json": _lines(docs)})
+    with pytest.warns(RepairWarning, match="added .* missing ancestor labels"):
+        data = read_folder(folder)
+    assert data.hierarchy.decode(data.train.Y[:1]) in ([["A", "A1"]], [["B", "B1"]])
+    with pytest.raises(DataError, match="not closed under ancestors"):
+        read_folder(folder, strict=True)
+
+
+@pytest.mark.parametrize("bad_line, message", [
+    ('{"token": "x", "label": ["A"]', r"line 3: malformed JSON"),
+    ('{"token": "x", "label": ["Z9"]}', r"line 3: label 'Z9' is not in the hierarchy"),
+    ('{"token": "  ", "label": ["A"]}', r"line 3: empty text"),
+    ('{"token": [], "label": ["A"]}', r"line 3: empty text"),
+    ('{"text": "x", "label": ["A"]}', r"line 3: expected keys token/label"),
+    ('{"token": "x", "label": []}', r"line 3: document has no labels"),
+    ('["token", "label"]', r"line 3: expected a JSON object"),
+])
+def test_bad_lines_name_file_and_line(tmp_path, bad_line, message):
+    good = _lines(_docs(2))
+    folder = hiagm_folder(tmp_path, {"all.json": good + bad_line + "\n" + _lines(_docs(8))})
+    with pytest.raises(DataError, match=message) as err:
+        read_folder(folder)
+    assert "all.json" in str(err.value)
+
+
+def test_non_utf8_replaced_with_count_or_refused(tmp_path):
+    body = _lines(_docs(9)).encode() + b'{"token": "caf\xe9 bad", "label": ["A"]}\n'
+    folder = hiagm_folder(tmp_path, {"all.json": body})
+    with pytest.warns(DecodeWarning, match="1 lines had invalid UTF-8"):
+        data = read_folder(folder)
+    texts = data.train.texts + data.dev.texts + data.test.texts
+    assert "caf\ufffd bad" in texts
+    with pytest.raises(DataError, match=r"line 10: invalid UTF-8"):
+        read_folder(folder, strict=True)
+
+
+def test_empty_split_is_an_error(tmp_path):
+    folder = hiagm_folder(tmp_path, {"t_train.json": _lines(_docs(5)), "t_test.json": ""})
+    with pytest.raises(DataError, match="test split is empty"):
+        read_folder(folder)
+
+
+def test_generic_jsonl_and_csv_paths(tmp_path):
+    jsonl = tmp_path / "j"
+    rows = [{"id": f"d{i}", "text": f"text {i}",
+             "labels": ["Sci/Physics"] if i % 2 else [["Arts", "Music"], "Sci/Bio"]}
+            for i in range(12)]
+    write(jsonl / "train.jsonl", _lines(rows))
+    write(jsonl / "test.jsonl", _lines(rows[:3]))
+    assert detect_format(jsonl) == "paths"
+    data = read_folder(jsonl)
+    assert set(data.hierarchy.labels) == {"Sci", "Arts", "Physics", "Music", "Bio"}
+    assert data.hierarchy.level("Music") == 2
+    csv_dir = tmp_path / "c"
+    write(csv_dir / "data.csv", "id,text,labels\n" + "".join(
+        f"d{i},\"hello, world {i}\",Sci/Physics;Arts/Music\n" for i in range(20)))
+    data = read_folder(csv_dir)
+    assert len(data.train) + len(data.dev) + len(data.test) == 20
+    assert data.hierarchy.decode(data.test.Y[:1]) == [["Sci", "Arts", "Physics", "Music"]]
+
+
+def test_csv_errors(tmp_path):
+    write(tmp_path / "data.csv", "id,body\n1,x\n")
+    with pytest.raises(DataError, match=r"data.csv, line 1: missing CSV columns \['labels', 'text'\]"):
+        read_folder(tmp_path)
+    write(tmp_path / "data.csv", "id,text,labels\n1,hello,A/B\n2,,A/B\n")
+    with pytest.raises(DataError, match="line 3: empty text"):
+        read_folder(tmp_path)
+
+
+def test_unknown_folder_and_name(tmp_path):
+    write(tmp_path / "notes.txt", "hello")
+    with pytest.raises(DataError, match="unrecognised dataset format"):
+        read_folder(tmp_path)
+    with pytest.raises(ValueError, match="did you mean synthetic"):
+        load_dataset("synthetc")
+
+
+def test_real_rcv1_dev_as_is():
+    folder = shared("rcv1-v2-dev")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the shared files are closed and valid UTF-8
+        data = load_dataset(str(folder))
+    card = data.card()
+    assert sum(card["documents"].values()) == 2316
+    assert card["labels_per_level"] == {1: 4, 2: 55, 3: 43, 4: 1}
+    assert card["labels_per_document"] == pytest.approx(3.20, abs=0.01)
+    assert card["multi_path_share"] == pytest.approx(726 / 2316, abs=1e-3)
+    assert "research" in card["licence"]
