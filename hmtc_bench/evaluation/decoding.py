@@ -31,10 +31,12 @@ def decode(proba, hierarchy: LabelHierarchy, policy: str = DEFAULT_POLICY,
     accepted = proba >= threshold
     if policy == "top-down":
         # labels are ordered by level, so parents are settled before their children
-        parent_matrix = hierarchy.parent_matrix.tocsc()
-        needed = hierarchy.n_parents
+        parents = hierarchy.parent_matrix.tocsc()
         for level in range(2, hierarchy.depth + 1):
-            cols = hierarchy.level_columns(level)
-            have = (sp.csr_matrix(accepted, dtype=np.int32) @ parent_matrix[:, cols]).toarray()
-            accepted[:, cols] &= have >= needed[cols]
+            for c in hierarchy.level_columns(level):
+                own = parents.indices[parents.indptr[c]:parents.indptr[c + 1]]
+                if len(own) == 1:
+                    accepted[:, c] &= accepted[:, own[0]]
+                elif len(own) > 1:
+                    accepted[:, c] &= accepted[:, own].all(axis=1)
     return sp.csr_matrix(accepted, dtype=np.int8)
