@@ -118,3 +118,36 @@ def test_nothing_half_written_on_bad_data(tmp_path, store):
                     "--tracking-uri", store)
     assert result.exit_code == 1 and "line 2: label 'Q'" in result.output
     assert invoke("leaderboard", "--format", "csv", "--tracking-uri", store).output == before
+
+
+def test_ui_serves_on_localhost_and_stops_cleanly(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"sqlite:///{tmp_path / 'ui.db'}"
+    process = subprocess.Popen([sys.executable, "-m", "hmtc_bench.cli", "ui", "--port", str(port),
+                                "--tracking-uri", uri], stderr=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        deadline = time.time() + 90
+        status = None
+        while time.time() < deadline and status != 200:
+            time.sleep(1)
+            try:
+                status = opener.open(f"http://127.0.0.1:{port}/", timeout=5).status
+            except OSError:
+                pass
+        assert status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "the MLflow server was left running"

@@ -173,20 +173,34 @@ def _record_of(run) -> dict:
 
 
 def serve_ui(uri: str | None = None, port: int = 5000) -> int:
-    """Serve the MLflow UI on 127.0.0.1 (blocks until interrupted); returns the exit code."""
+    """Serve the MLflow UI on 127.0.0.1 (blocks until interrupted or terminated); returns
+    the exit code. The server runs in its own process group, stopped whole on exit, so no
+    worker is left behind."""
+    import signal
     import subprocess
     import sys
     uri = resolve_uri(uri)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
            "MLFLOW_DISABLE_TELEMETRY": "true"}
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--host", "127.0.0.1", "--port", str(port)]
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     root = artifact_root(uri)
     if root:
         command += ["--default-artifact-root", root]
-    process = subprocess.Popen(command, env=env)
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         return process.wait()
     except KeyboardInterrupt:
-        process.terminate()
-        return process.wait()
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            return process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
