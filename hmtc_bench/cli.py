@@ -144,6 +144,50 @@ def leaderboard(
     typer.echo(render(rows, format), nl=False)
 
 
+@app.command()
+def bench(
+    grid_file: Annotated[str, typer.Argument(help="Grid file, e.g. baselines/quick.yaml.")],
+    tracking_uri: TrackingUri = None,
+):
+    """Run a grid of methods x parameters x datasets x seeds; finished cells are skipped."""
+    try:
+        from hmtc_bench.grid import load_grid, run_grid
+        grid = load_grid(grid_file)
+        typer.echo(f"grid {grid.name}: {len(grid.datasets)} datasets x {len(grid.methods)} "
+                   f"configurations x {len(grid.seeds)} seeds x {len(grid.decode)} decodings "
+                   f"= {grid.n_cells} cells", err=True)
+        counts = run_grid(grid, tracking_uri)
+    except _user_errors() as err:
+        _fail(str(err).strip("'\""))
+    typer.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    output: Annotated[str, typer.Option(help="HTML file to write.")] = "results/report.html",
+    dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
+    ui_url: Annotated[str, typer.Option(help="Base URL of `hmtc-bench ui` for run links.")]
+        = "http://127.0.0.1:5000",
+    tracking_uri: TrackingUri = None,
+):
+    """Write a static HTML report (leaderboards, per-level F1, F1 against fit time)."""
+    from pathlib import Path
+
+    from hmtc_bench.report import build_report
+    from hmtc_bench.tracking import load_records
+    records = load_records(tracking_uri, dataset)
+    if not any(r.get("status") == "finished" for r in records):
+        _fail("no finished runs in the store; start with `hmtc-bench run` or `hmtc-bench bench`")
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(build_report(records, ui_url), encoding="utf-8")
+    tmp.replace(path)
+    typer.echo(f"wrote {path}")
+
+
 @data_app.command("info")
 def data_info(
     name_or_path: Annotated[str, typer.Argument(help="Dataset name or folder.")],

@@ -34,20 +34,27 @@ def leaderboard(records: list[dict], columns=COLUMNS) -> list[dict]:
     for (dataset, method, decode, _), runs in groups.items():
         row = {"dataset": dataset, "method": method, "decode": decode, "n": len(runs),
                "seeds": sorted({r["seed"] for r in runs})}
-        wanted = list(columns)
+        for column in list(columns) + ["fit_seconds"]:
+            stats = _stats(runs, column)
+            if stats:
+                row[column] = stats
         deepest = _deepest(runs[0]["metrics"])
-        if deepest and deepest not in wanted:
-            wanted.append(deepest)
-        for column in wanted + ["fit_seconds"]:
-            values = [r["metrics"].get(column, r.get(column)) for r in runs]
-            values = [float(v) for v in values if v is not None]
-            if values:
-                row[column] = (mean(values), stdev(values) if len(values) > 1 else 0.0)
-        row["deepest_level_metric"] = deepest
+        if deepest and deepest not in columns:
+            row["deepest_level_macro_f1"] = _stats(runs, deepest)
+        row["params"] = {k: v for k, v in runs[0].get("params", {}).items()
+                         if k not in SEED_PARAMS}
         row["run_ids"] = [r.get("run_id") for r in runs]
         rows.append(row)
     rows.sort(key=lambda r: (r["dataset"], -r.get("micro_f1", (0, 0))[0]))
     return rows
+
+
+def _stats(runs: list[dict], column: str) -> tuple[float, float] | None:
+    values = [r["metrics"].get(column, r.get(column)) for r in runs]
+    values = [float(v) for v in values if v is not None]
+    if not values:
+        return None
+    return mean(values), stdev(values) if len(values) > 1 else 0.0
 
 
 def _cell(value, digits=4) -> str:
@@ -61,21 +68,28 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     metric_cols = []
     for row in rows:
         for key, value in row.items():
-            if isinstance(value, tuple) and key not in metric_cols:
+            if isinstance(value, tuple) and key not in metric_cols and key != "fit_seconds":
                 metric_cols.append(key)
-    header = ["dataset", "method", "decode", "n"] + [
-        "deepest_level_macro_f1" if c.startswith("macro_f1_level_") else c for c in metric_cols]
+    metric_cols.append("fit_seconds")
+    header = ["dataset", "method", "decode", "n"] + metric_cols
     body = []
     for row in rows:
-        cells = [row["dataset"], row["method"], row["decode"], str(row["n"])]
+        cells = [row["dataset"], _method_cell(row, rows), row["decode"], str(row["n"])]
         for c in metric_cols:
-            if c.startswith("macro_f1_level_"):
-                c = row.get("deepest_level_metric") or c
             value = row.get(c)
-            digits = 1 if c == "fit_seconds" else 4
-            cells.append(_cell(value, digits) if value is not None else "")
+            cells.append(_cell(value, 1 if c == "fit_seconds" else 4) if value else "")
         body.append(cells)
     return header, body
+
+
+def _method_cell(row: dict, rows: list[dict]) -> str:
+    """The method name, with the parameters that tell it apart from rows of the same method."""
+    same = [r for r in rows if r["dataset"] == row["dataset"] and r["method"] == row["method"]]
+    keys = sorted({k for r in same for k in r["params"]
+                   if len({str(o["params"].get(k)) for o in same}) > 1})
+    if not keys:
+        return row["method"]
+    return f"{row['method']} (" + ", ".join(f"{k}={row['params'].get(k)}" for k in keys) + ")"
 
 
 def render(rows: list[dict], fmt: str = "markdown") -> str:

@@ -8,6 +8,8 @@ package versions, git commit and status.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import resource
 import subprocess
 import sys
@@ -50,9 +52,35 @@ def git_commit() -> str:
     return "unknown"
 
 
+def reset_peak_memory() -> None:
+    """Reset the kernel's peak-RSS counter of this process (Linux), so that the peak of
+    each run is its own, not the process's since start."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
 def peak_memory_mb() -> float:
-    """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
+    """Peak resident memory since the last reset (VmHWM), else since the process started."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cell_key(method: str, params: dict, dataset_hash: str, seed: int, decode_policy: str,
+             threshold: float) -> str:
+    """Identity of a run: the same key means the same resolved configuration on the same
+    data; the grid skips cells whose key already has a finished run."""
+    blob = json.dumps([method, params, dataset_hash, seed, decode_policy, float(threshold)],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _say(message: str, quiet: bool) -> None:
@@ -69,6 +97,15 @@ def run(method: str, dataset: str | Dataset = "icd10cm", seed: int = 0,
     A failure during fit or predict is recorded (status ``failed`` with the error) and
     re-raised.
     """
+    return run_decodings(method, dataset, seed, params, [decode_policy], threshold,
+                         tracking_uri, track, quiet)[0]
+
+
+def run_decodings(method: str, dataset: str | Dataset, seed: int, params: dict | None,
+                  policies: list[str], threshold: float = DEFAULT_THRESHOLD,
+                  tracking_uri: str | None = None, track: bool = True,
+                  quiet: bool = False) -> list[dict]:
+    """One fit and one prediction, decoded with each policy: one record per policy."""
     info = inspect_method(method)
     if not info.available:
         raise RuntimeError(f"method {method!r} is unavailable: {info.reason}")
@@ -81,40 +118,48 @@ def run(method: str, dataset: str | Dataset = "icd10cm", seed: int = 0,
              f" {len(data.hierarchy)} labels ({time.perf_counter() - start:.1f} s)", quiet)
     else:
         data = dataset
-    record = {
-        "method": method, "dataset": data.name, "seed": seed, "decode": decode_policy,
-        "threshold": threshold, "family": info.family,
-        "params": {k: v for k, v in estimator.get_params().items()},
+    resolved = estimator.get_params()
+    base = {
+        "method": method, "dataset": data.name, "seed": seed, "threshold": threshold,
+        "family": info.family, "params": resolved,
         "dataset_hash": data.content_hash, "hierarchy_hash": data.hierarchy.content_hash,
         "dataset_split": data.info.get("split", ""),
         "versions": package_versions(), "git_commit": git_commit(),
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "status": "running", "metrics": {},
     }
+    records = [{**base, "decode": policy,
+                "cell_key": cell_key(method, resolved, base["dataset_hash"], seed, policy,
+                                     threshold)} for policy in policies]
+    reset_peak_memory()
     try:
         _say(f"fitting {method} (seed {seed}) ...", quiet)
         start = time.perf_counter()
         estimator.fit(data.train.texts, data.train.Y, data.hierarchy,
                       dev=(data.dev.texts, data.dev.Y))
-        record["fit_seconds"] = time.perf_counter() - start
-        _say(f"  fitted in {record['fit_seconds']:.1f} s; predicting {len(data.test)} "
-             "test documents ...", quiet)
+        fit_seconds = time.perf_counter() - start
+        _say(f"  fitted in {fit_seconds:.1f} s; predicting {len(data.test)} test documents ...",
+             quiet)
         start = time.perf_counter()
         proba = estimator.predict_proba(data.test.texts)
-        record["predict_seconds"] = time.perf_counter() - start
-        predicted = decode(proba, data.hierarchy, decode_policy, threshold)
+        predict_seconds = time.perf_counter() - start
         train_counts = np.asarray(data.train.Y.sum(axis=0)).ravel()
-        record["metrics"] = evaluate(data.test.Y, predicted, data.hierarchy, train_counts)
-        record["status"] = "finished"
+        for record in records:
+            predicted = decode(proba, data.hierarchy, record["decode"], threshold)
+            record["metrics"] = evaluate(data.test.Y, predicted, data.hierarchy, train_counts)
+            record.update(fit_seconds=fit_seconds, predict_seconds=predict_seconds,
+                          status="finished")
     except Exception as err:
-        record["status"] = "failed"
-        record["error"] = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=5)}"
+        for record in records:
+            record["status"] = "failed"
+            record["error"] = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=5)}"
         raise
     finally:
-        record["peak_memory_mb"] = peak_memory_mb()
-        if track:
-            record["run_id"] = _log(record, tracking_uri)
-    return record
+        for record in records:
+            record["peak_memory_mb"] = peak_memory_mb()
+            if track:
+                record["run_id"] = _log(record, tracking_uri)
+    return records
 
 
 def _log(record: dict, tracking_uri: str | None) -> str:

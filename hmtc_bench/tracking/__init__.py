@@ -75,7 +75,8 @@ def log_run(record: dict, uri: str | None = None, plot: bool = True) -> str:
     tags = {"mlflow.runName": f"{record['method']} seed={record['seed']}",
             "dataset_hash": record["dataset_hash"], "hierarchy_hash": record["hierarchy_hash"],
             "seed": str(record["seed"]), "decoding_policy": record["decode"],
-            "git_commit": record.get("git_commit", "unknown"), "status": record["status"],
+            "git_commit": record.get("git_commit", "unknown"), "status": "logging",
+            "cell_key": record.get("cell_key", ""),
             "method": record["method"], "dataset": record["dataset"],
             "family": record.get("family", "?")}
     tags.update({f"version.{k}": v for k, v in record.get("versions", {}).items()})
@@ -100,6 +101,8 @@ def log_run(record: dict, uri: str | None = None, plot: bool = True) -> str:
             plot_path = Path(tmp) / "per_level_f1.png"
             _per_level_plot(record, plot_path)
             client.log_artifact(run_id, str(plot_path))
+    # the status tag is written last: a run cut short while logging is never "finished"
+    client.set_tag(run_id, "status", record["status"])
     client.set_terminated(run_id, "FINISHED" if record["status"] == "finished" else "FAILED")
     return run_id
 
@@ -166,6 +169,9 @@ def _record_of(run) -> dict:
         "hierarchy_hash": tags.get("hierarchy_hash"),
         "status": tags.get("status"),
         "family": tags.get("family"),
+        "cell_key": tags.get("cell_key"),
+        "experiment_id": run.info.experiment_id,
+        "error": tags.get("error"),
         "metrics": metrics,
         **timings,
         "start_time": run.info.start_time,

@@ -1,0 +1,170 @@
+"""The benchmark grid: methods x parameters x datasets x seeds, resumable.
+
+A grid file (YAML)::
+
+    name: quick
+    datasets: [synthetic, icd10cm, ../shared/datasets/rcv1-v2-dev]   # names or folders
+    seeds: [0, 1, 2]
+    decode: [threshold, top-down]          # every fit is decoded with each policy
+    threshold: 0.5                         # optional
+    methods:
+      - method: flat-svm
+        params: {C: 1.0}                   # fixed values
+        grid: {ngram_max: [1, 2]}          # each list is an axis of the grid
+
+A cell is one (dataset, method, parameters, seed, decoding policy). Each finished cell is a
+run in the MLflow store; a failing fit is recorded as failed with its error and the grid
+goes on. Rerun after an interruption, the grid skips every cell whose key (resolved
+parameters, dataset hash, seed, policy, threshold) already has a finished run, so nothing
+finished is repeated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hmtc_bench.data.dataset import DataError
+
+GRID_KEYS = {"name", "datasets", "seeds", "decode", "threshold", "methods", "description"}
+METHOD_KEYS = {"method", "params", "grid"}
+
+
+@dataclass
+class Grid:
+    name: str
+    datasets: list[str]
+    seeds: list[int]
+    decode: list[str]
+    threshold: float
+    methods: list[tuple[str, dict]] = field(default_factory=list)  # expanded (name, params)
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.datasets) * len(self.methods) * len(self.seeds) * len(self.decode)
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and validate a grid file; errors name the file and the entry."""
+    import yaml
+
+    from hmtc_bench.evaluation import POLICIES
+    from hmtc_bench.methods import method_names
+    from hmtc_bench.plugins import unknown
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such grid file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        raise DataError(f"{path}{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(spec, dict):
+        raise DataError(f"{path}: a grid is a mapping with keys {sorted(GRID_KEYS)}")
+    extra = set(spec) - GRID_KEYS
+    if extra:
+        raise DataError(f"{path}: unknown keys {sorted(extra)}; known: {sorted(GRID_KEYS)}")
+    for key in ("datasets", "methods"):
+        if not spec.get(key):
+            raise DataError(f"{path}: '{key}' must be a non-empty list")
+    decode = spec.get("decode", ["threshold"])
+    decode = [decode] if isinstance(decode, str) else list(decode)
+    for policy in decode:
+        if policy not in POLICIES:
+            raise DataError(f"{path}: unknown decoding policy {policy!r}; choose from {POLICIES}")
+    known = method_names()
+    methods = []
+    for i, entry in enumerate(spec["methods"], start=1):
+        if isinstance(entry, str):
+            entry = {"method": entry}
+        if not isinstance(entry, dict) or "method" not in entry:
+            raise DataError(f"{path}: methods entry {i} needs a 'method' name")
+        if set(entry) - METHOD_KEYS:
+            raise DataError(f"{path}: methods entry {i} ({entry['method']}): unknown keys "
+                            f"{sorted(set(entry) - METHOD_KEYS)}; known: {sorted(METHOD_KEYS)}")
+        if entry["method"] not in known:
+            raise DataError(f"{path}: methods entry {i}: {unknown('method', entry['method'], known)}")
+        fixed = entry.get("params") or {}
+        axes = entry.get("grid") or {}
+        for key, values in axes.items():
+            if not isinstance(values, list) or not values:
+                raise DataError(f"{path}: methods entry {i} ({entry['method']}): grid axis "
+                                f"{key!r} must be a non-empty list")
+        for combo in itertools.product(*axes.values()):
+            params = {**fixed, **dict(zip(axes, combo))}
+            _check_params(path, i, entry["method"], params)
+            methods.append((entry["method"], params))
+    seeds = spec.get("seeds", [0])
+    return Grid(name=spec.get("name", path.stem), datasets=[str(d) for d in spec["datasets"]],
+                seeds=[int(s) for s in seeds], decode=decode,
+                threshold=float(spec.get("threshold", 0.5)), methods=methods)
+
+
+def _check_params(path, i, name, params) -> None:
+    from hmtc_bench.methods import inspect_method
+    cls = inspect_method(name).cls
+    if cls is not None:
+        try:
+            cls().set_params(**params)
+        except ValueError as err:
+            raise DataError(f"{path}: methods entry {i} ({name}): {err}") from None
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_grid(grid: Grid, tracking_uri: str | None = None, quiet: bool = False) -> dict:
+    """Run every unfinished cell; returns counts of finished, skipped and failed cells."""
+    from hmtc_bench.data import load_dataset
+    from hmtc_bench.methods import inspect_method, make_method
+    from hmtc_bench.runner import cell_key, run_decodings
+    from hmtc_bench.tracking import load_records
+    say = (lambda m: None) if quiet else _say
+    done = {r["cell_key"] for r in load_records(tracking_uri)
+            if r.get("status") == "finished" and r.get("cell_key")}
+    counts = {"finished": 0, "skipped": 0, "failed": 0, "unavailable": 0}
+    total = grid.n_cells
+    position = 0
+    started = time.perf_counter()
+    for dataset_name in grid.datasets:
+        data = load_dataset(dataset_name)
+        for (method, params), seed in itertools.product(grid.methods, grid.seeds):
+            label = f"{method} {params or ''} seed={seed} on {data.name}".replace("  ", " ")
+            info = inspect_method(method)
+            if not info.available:
+                counts["unavailable"] += len(grid.decode)
+                position += len(grid.decode)
+                say(f"[{position}/{total}] {label}: unavailable ({info.reason})")
+                continue
+            resolved = make_method(method, params, random_state=seed).get_params()
+            todo = [p for p in grid.decode if cell_key(method, resolved, data.content_hash, seed,
+                                                       p, grid.threshold) not in done]
+            skipped = len(grid.decode) - len(todo)
+            counts["skipped"] += skipped
+            position += skipped
+            if not todo:
+                say(f"[{position}/{total}] {label}: already finished, skipped")
+                continue
+            try:
+                records = run_decodings(method, data, seed, params, todo, grid.threshold,
+                                        tracking_uri, quiet=True)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # recorded as failed by the runner; the grid goes on
+                counts["failed"] += len(todo)
+                position += len(todo)
+                say(f"[{position}/{total}] {label}: FAILED ({type(err).__name__}: {err})")
+                continue
+            counts["finished"] += len(records)
+            position += len(records)
+            scores = ", ".join(f"{r['decode']} micro {r['metrics']['micro_f1']:.4f}"
+                               for r in records)
+            elapsed = time.perf_counter() - started
+            say(f"[{position}/{total}] {label}: {scores} (fit {records[0]['fit_seconds']:.1f} s;"
+                f" grid {elapsed / 60:.1f} min)")
+    return counts

@@ -1,0 +1,85 @@
+import collections
+import signal
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write
+from hmtc_bench.cli import app
+from hmtc_bench.data.dataset import DataError
+from hmtc_bench.grid import load_grid
+from hmtc_bench.tracking import load_records
+
+GRID = """\
+name: tiny
+datasets: [synthetic]
+seeds: [0, 1, 2]
+decode: [threshold, top-down]
+methods:
+  - method: flat-svm
+    params: {max_features: 3000}
+    grid: {C: [0.5, 1.0]}
+"""
+
+
+def test_grid_expands_and_validates(tmp_path):
+    grid = load_grid(write(tmp_path / "g.yaml", GRID))
+    assert grid.n_cells == 1 * 2 * 3 * 2
+    assert grid.methods == [("flat-svm", {"max_features": 3000, "C": 0.5}),
+                            ("flat-svm", {"max_features": 3000, "C": 1.0})]
+    bad = {
+        "datasets: [synthetic]\nmethods: [flat-svn]\n": "did you mean flat-svm",
+        "datasets: [synthetic]\nmethods: [{method: flat-svm, params: {gamma: 1}}]\n":
+            "no parameter 'gamma'",
+        "datasets: [synthetic]\nmethods: [flat-svm]\ndecode: [greedy]\n": "unknown decoding",
+        "datasets: [synthetic]\nmethod: [flat-svm]\n": "unknown keys",
+        "datasets: [synthetic\n": "invalid YAML",
+        "datasets: [synthetic]\nmethods: [{method: flat-svm, grid: {C: 1}}]\n": "non-empty list",
+    }
+    for text, message in bad.items():
+        with pytest.raises(DataError, match=message):
+            load_grid(write(tmp_path / "bad.yaml", text))
+
+
+def test_failing_cell_recorded_and_grid_goes_on(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    grid = write(tmp_path / "g.yaml", "datasets: [synthetic]\nseeds: [0]\nmethods:\n"
+                 "  - {method: flat-svm, grid: {C: [-1.0, 1.0]}, params: {max_features: 2000}}\n")
+    result = CliRunner().invoke(app, ["bench", str(grid), "--tracking-uri", uri])
+    assert result.exit_code == 1
+    assert "1 finished, 0 skipped, 1 failed" in result.output
+    statuses = collections.Counter(r["status"] for r in load_records(uri))
+    assert statuses == {"finished": 1, "failed": 1}
+    failed = next(r for r in load_records(uri) if r["status"] == "failed")
+    assert "C" in failed["error"]
+
+
+def test_killed_grid_resumes_without_repeating(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    grid = write(tmp_path / "g.yaml", GRID)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hmtc_bench.cli", "bench", str(grid), "--tracking-uri", uri],
+        stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # kill right after the first fit's cells are stored
+        if line.startswith("[2/12]"):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    first = [r for r in load_records(uri) if r["status"] == "finished"]
+    assert 2 <= len(first) < 12
+    result = CliRunner().invoke(app, ["bench", str(grid), "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    assert f"{12 - len(first)} finished, {len(first)} skipped, 0 failed" in result.output
+    keys = collections.Counter(r["cell_key"] for r in load_records(uri)
+                               if r["status"] == "finished")
+    assert len(keys) == 12 and set(keys.values()) == {1}
+    board = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", uri])
+    assert "flat-svm (C=0.5) | threshold | 3 |" in board.output
+    report = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", "--output", str(report), "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    html = report.read_text()
+    assert html.count("data:image/png;base64,") == 2 and "/runs/" in html
