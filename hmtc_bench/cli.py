@@ -208,6 +208,26 @@ def data_info(
         typer.echo(f"{key:<{width}}  {value}")
 
 
+@data_app.command("download")
+def data_download(
+    name: Annotated[str, typer.Argument(help="20newsgroups, wos or rcv1-v2.")],
+    dest: Annotated[str, typer.Option(help="Folder to download into.")] = "data",
+    force: Annotated[bool, typer.Option(help="Download again even if present.")] = False,
+    verify: Annotated[bool, typer.Option(help="Check SHA-256 checksums.")] = True,
+):
+    """Fetch a public corpus from its original source (resumes; verifies checksums)."""
+    import warnings
+    try:
+        from hmtc_bench.data.download import download
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            folder = download(name, dest, force=force, verify=verify,
+                              progress=lambda m: typer.echo(m, err=True))
+    except _user_errors() as err:
+        _fail(str(err).strip("'\""))
+    typer.echo(f"{folder}  (next: hmtc-bench data info {folder})")
+
+
 @app.command()
 def ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
        tracking_uri: TrackingUri = None):

@@ -12,6 +12,11 @@ Formats
     a list of label paths, each a list of labels from the top down or a string with the
     labels joined by ``/``. In CSV, paths are separated by ``;``. The hierarchy is built
     from the paths.
+
+Standard corpora in their distributed formats, one module each, registered in ``FORMATS`` and
+recognised by their file names: ``lyrl2004`` (``rcv1.py``), ``wos-data``, ``wos-xy`` and
+``relaclass`` (``wos.py``), ``nyt`` (``nyt.py``), ``reuters21578`` (``reuters.py``; also the
+tarball path), ``bgc`` (``bgc.py``), ``20news-bydate`` (``newsgroups.py``; also the tarball).
 """
 
 from __future__ import annotations
@@ -292,23 +297,85 @@ def _provenance(folder: Path) -> dict:
     return {"provenance": "unknown (no PROVENANCE.md beside the data)", "licence": "unknown"}
 
 
-FORMATS = {"hiagm": read_hiagm_folder, "paths": read_paths_folder}
+def _lazy(module: str, function: str):
+    """A reader defined in ``hmtc_bench.data.<module>``, imported when first used (those
+    modules import this one)."""
+    def reader(path, *, strict: bool = False, seed: int = DEFAULT_SEED, **options) -> Dataset:
+        import importlib
+        return getattr(importlib.import_module(f"hmtc_bench.data.{module}"), function)(
+            path, strict=strict, seed=seed, **options)
+    reader.__name__ = reader.__qualname__ = function
+    reader.__doc__ = f"``hmtc_bench.data.{module}.{function}``"
+    return reader
+
+
+def _read_20news(path, *, strict: bool = False, seed: int = DEFAULT_SEED, **options) -> Dataset:
+    """``hmtc_bench.data.newsgroups.load`` (reads ``20news-bydate.tar.gz``; always strict)."""
+    from hmtc_bench.data.newsgroups import load
+    return load(path, seed=seed, **options)
+
+
+FORMATS = {
+    "hiagm": read_hiagm_folder,
+    "paths": read_paths_folder,
+    "lyrl2004": _lazy("rcv1", "read_lyrl2004"),
+    "wos-data": _lazy("wos", "read_wos_data"),
+    "wos-xy": _lazy("wos", "read_wos_xy"),
+    "relaclass": _lazy("wos", "read_label_ids_folder"),
+    "nyt": _lazy("nyt", "read_nyt"),
+    "reuters21578": _lazy("reuters", "read_reuters21578"),
+    "bgc": _lazy("bgc", "read_bgc"),
+    "20news-bydate": _read_20news,
+}
+NEWS_ARCHIVE = "20news-bydate.tar.gz"
+
+
+def _specific_format(path: Path) -> str | None:
+    """Formats recognised by their distinctive file names (checked before the generic ones)."""
+    from hmtc_bench.data import bgc, nyt, rcv1, reuters, wos
+    if path.is_file():
+        if reuters.matches(path):
+            return "reuters21578"
+        if path.name == NEWS_ARCHIVE:
+            return "20news-bydate"
+        return None
+    for fmt, test in (("lyrl2004", rcv1.matches), ("reuters21578", reuters.matches),
+                      ("wos-data", wos.matches_data), ("wos-xy", wos.matches_xy),
+                      ("bgc", bgc.matches), ("nyt", nyt.matches)):
+        if test(path):
+            return fmt
+    if (path / NEWS_ARCHIVE).is_file():
+        return "20news-bydate"
+    return None
 
 
 def detect_format(folder: str | Path) -> str:
-    """Recognise a folder's format from its files."""
+    """Recognise a folder's format from its files (a Reuters-21578 or 20 Newsgroups tarball
+    is recognised by its name)."""
     folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"{folder}: no such file or folder")
+    specific = _specific_format(folder)
+    if specific:
+        return specific
     if not folder.is_dir():
-        raise DataError(f"{folder}: not a folder")
+        raise DataError(f"{folder}: not a folder, nor a known archive (reuters21578.tar.gz, "
+                        f"{NEWS_ARCHIVE}); pass the folder holding the data")
     names = [p.name for p in folder.iterdir()]
     if any(n.endswith(".taxonomy") for n in names) and any(
             n.endswith((".json", ".jsonl")) for n in names):
         return "hiagm"
+    from hmtc_bench.data import wos
+    if wos.matches_label_ids(folder):
+        return "relaclass"
     if any(n.endswith((".jsonl", ".csv")) for n in names):
         return "paths"
+    subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    hint = (f" It has sub-folders {subfolders[:8]}: point at one of them." if subfolders else "")
     raise DataError(f"{folder}: unrecognised dataset format; expected a *.taxonomy file with "
-                    f"JSON lines (hiagm), or *.jsonl / *.csv files with label paths. "
-                    f"Found: {sorted(names)[:8]}")
+                    f"JSON lines (hiagm), or *.jsonl / *.csv files with label paths (paths), or "
+                    f"the files of a known corpus ({', '.join(sorted(set(FORMATS) - {'hiagm', 'paths'}))}: "
+                    f"see README.md). Found: {sorted(names)[:8]}.{hint}")
 
 
 def read_folder(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
@@ -320,4 +387,4 @@ def read_folder(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT
 
 
 __all__: Sequence[str] = ["read_folder", "detect_format", "read_hiagm_file", "read_paths_file",
-                          "read_hiagm_folder", "read_paths_folder", "DecodeWarning"]
+                          "read_hiagm_folder", "read_paths_folder", "DecodeWarning", "FORMATS"]
