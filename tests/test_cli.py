@@ -121,7 +121,6 @@ def test_nothing_half_written_on_bad_data(tmp_path, store):
 
 
 def test_ui_serves_on_localhost_and_stops_cleanly(tmp_path):
-    import os
     import signal
     import socket
     import subprocess

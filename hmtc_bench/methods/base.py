@@ -105,7 +105,7 @@ class HMTCMethod:
         return decode(self.predict_proba(texts), self.hierarchy_, policy, threshold)
 
     # ------------------------------------------------------------------ to implement
-    def _fit(self, texts: list[str], Y: sp.csr_matrix, hierarchy, dev) -> None:
+    def _fit(self, texts: list[str], Y, hierarchy, dev) -> None:
         raise NotImplementedError
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
