@@ -11,6 +11,7 @@ A grid file (YAML)::
       - method: flat-svm
         params: {C: 1.0}                   # fixed values
         grid: {ngram_max: [1, 2]}          # each list is an axis of the grid
+        datasets: [synthetic]              # optional: only these of the grid's datasets
 
 A cell is one (dataset, method, parameters, seed, decoding policy). Each finished cell is a
 run in the MLflow store; a failing fit is recorded as failed with its error and the grid
@@ -30,7 +31,7 @@ from pathlib import Path
 from hmtc_bench.data.dataset import DataError
 
 GRID_KEYS = {"name", "datasets", "seeds", "decode", "threshold", "methods", "description"}
-METHOD_KEYS = {"method", "params", "grid"}
+METHOD_KEYS = {"method", "params", "grid", "datasets"}
 
 
 @dataclass
@@ -40,11 +41,17 @@ class Grid:
     seeds: list[int]
     decode: list[str]
     threshold: float
-    methods: list[tuple[str, dict]] = field(default_factory=list)  # expanded (name, params)
+    # expanded (name, params, datasets it runs on or None for all)
+    methods: list[tuple[str, dict, list[str] | None]] = field(default_factory=list)
+
+    def pairs(self) -> list[tuple[str, str, dict]]:
+        """(dataset, method, params) of every configuration, datasets in grid order."""
+        return [(d, name, params) for d in self.datasets for name, params, only in self.methods
+                if only is None or d in only]
 
     @property
     def n_cells(self) -> int:
-        return len(self.datasets) * len(self.methods) * len(self.seeds) * len(self.decode)
+        return len(self.pairs()) * len(self.seeds) * len(self.decode)
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -94,10 +101,17 @@ def load_grid(path: str | Path) -> Grid:
             if not isinstance(values, list) or not values:
                 raise DataError(f"{path}: methods entry {i} ({entry['method']}): grid axis "
                                 f"{key!r} must be a non-empty list")
+        only = entry.get("datasets")
+        if only is not None:
+            only = [str(d) for d in only]
+            missing = set(only) - {str(d) for d in spec["datasets"]}
+            if missing:
+                raise DataError(f"{path}: methods entry {i} ({entry['method']}): datasets "
+                                f"{sorted(missing)} are not in the grid's datasets")
         for combo in itertools.product(*axes.values()):
             params = {**fixed, **dict(zip(axes, combo))}
             _check_params(path, i, entry["method"], params)
-            methods.append((entry["method"], params))
+            methods.append((entry["method"], params, only))
     seeds = spec.get("seeds", [0])
     return Grid(name=spec.get("name", path.stem), datasets=[str(d) for d in spec["datasets"]],
                 seeds=[int(s) for s in seeds], decode=decode,
@@ -131,40 +145,43 @@ def run_grid(grid: Grid, tracking_uri: str | None = None, quiet: bool = False) -
     total = grid.n_cells
     position = 0
     started = time.perf_counter()
-    for dataset_name in grid.datasets:
-        data = load_dataset(dataset_name)
-        for (method, params), seed in itertools.product(grid.methods, grid.seeds):
-            label = f"{method} {params or ''} seed={seed} on {data.name}".replace("  ", " ")
-            info = inspect_method(method)
-            if not info.available:
-                counts["unavailable"] += len(grid.decode)
-                position += len(grid.decode)
-                say(f"[{position}/{total}] {label}: unavailable ({info.reason})")
-                continue
-            resolved = make_method(method, params, random_state=seed).get_params()
-            todo = [p for p in grid.decode if cell_key(method, resolved, data.content_hash, seed,
-                                                       p, grid.threshold) not in done]
-            skipped = len(grid.decode) - len(todo)
-            counts["skipped"] += skipped
-            position += skipped
-            if not todo:
-                say(f"[{position}/{total}] {label}: already finished, skipped")
-                continue
-            try:
-                records = run_decodings(method, data, seed, params, todo, grid.threshold,
-                                        tracking_uri, quiet=True)
-            except KeyboardInterrupt:
-                raise
-            except Exception as err:  # recorded as failed by the runner; the grid goes on
-                counts["failed"] += len(todo)
-                position += len(todo)
-                say(f"[{position}/{total}] {label}: FAILED ({type(err).__name__}: {err})")
-                continue
-            counts["finished"] += len(records)
-            position += len(records)
-            scores = ", ".join(f"{r['decode']} micro {r['metrics']['micro_f1']:.4f}"
-                               for r in records)
-            elapsed = time.perf_counter() - started
-            say(f"[{position}/{total}] {label}: {scores} (fit {records[0]['fit_seconds']:.1f} s;"
-                f" grid {elapsed / 60:.1f} min)")
+    loaded: dict[str, object] = {}
+    for (dataset_name, method, params), seed in itertools.product(grid.pairs(), grid.seeds):
+        if dataset_name not in loaded:
+            loaded.clear()  # one dataset in memory at a time (pairs are in dataset order)
+            loaded[dataset_name] = load_dataset(dataset_name)
+        data = loaded[dataset_name]
+        label = f"{method} {params or ''} seed={seed} on {data.name}".replace("  ", " ")
+        info = inspect_method(method)
+        if not info.available:
+            counts["unavailable"] += len(grid.decode)
+            position += len(grid.decode)
+            say(f"[{position}/{total}] {label}: unavailable ({info.reason})")
+            continue
+        resolved = make_method(method, params, random_state=seed).get_params()
+        todo = [p for p in grid.decode if cell_key(method, resolved, data.content_hash, seed,
+                                                   p, grid.threshold) not in done]
+        skipped = len(grid.decode) - len(todo)
+        counts["skipped"] += skipped
+        position += skipped
+        if not todo:
+            say(f"[{position}/{total}] {label}: already finished, skipped")
+            continue
+        try:
+            records = run_decodings(method, data, seed, params, todo, grid.threshold,
+                                    tracking_uri, quiet=True)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # recorded as failed by the runner; the grid goes on
+            counts["failed"] += len(todo)
+            position += len(todo)
+            say(f"[{position}/{total}] {label}: FAILED ({type(err).__name__}: {err})")
+            continue
+        counts["finished"] += len(records)
+        position += len(records)
+        scores = ", ".join(f"{r['decode']} micro {r['metrics']['micro_f1']:.4f}"
+                           for r in records)
+        elapsed = time.perf_counter() - started
+        say(f"[{position}/{total}] {label}: {scores} (fit {records[0]['fit_seconds']:.1f} s;"
+            f" grid {elapsed / 60:.1f} min)")
     return counts

@@ -27,8 +27,8 @@ methods:
 def test_grid_expands_and_validates(tmp_path):
     grid = load_grid(write(tmp_path / "g.yaml", GRID))
     assert grid.n_cells == 1 * 2 * 3 * 2
-    assert grid.methods == [("flat-svm", {"max_features": 3000, "C": 0.5}),
-                            ("flat-svm", {"max_features": 3000, "C": 1.0})]
+    assert grid.methods == [("flat-svm", {"max_features": 3000, "C": 0.5}, None),
+                            ("flat-svm", {"max_features": 3000, "C": 1.0}, None)]
     bad = {
         "datasets: [synthetic]\nmethods: [flat-svn]\n": "did you mean flat-svm",
         "datasets: [synthetic]\nmethods: [{method: flat-svm, params: {gamma: 1}}]\n":
@@ -38,6 +38,14 @@ def test_grid_expands_and_validates(tmp_path):
         "datasets: [synthetic\n": "invalid YAML",
         "datasets: [synthetic]\nmethods: [{method: flat-svm, grid: {C: 1}}]\n": "non-empty list",
     }
+    only = load_grid(write(tmp_path / "o.yaml", "datasets: [synthetic, icd10cm]\nseeds: [0]\n"
+                           "methods:\n  - flat-svm\n  - {method: flat-svm, params: {C: 2.0},"
+                           " datasets: [synthetic]}\n"))
+    assert only.pairs() == [("synthetic", "flat-svm", {}), ("synthetic", "flat-svm", {"C": 2.0}),
+                            ("icd10cm", "flat-svm", {})]
+    assert only.n_cells == 3
+    bad["datasets: [synthetic]\nmethods: [{method: flat-svm, datasets: [x]}]\n"] = \
+        "not in the grid's datasets"
     for text, message in bad.items():
         with pytest.raises(DataError, match=message):
             load_grid(write(tmp_path / "bad.yaml", text))
