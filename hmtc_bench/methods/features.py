@@ -1,0 +1,395 @@
+"""Shared plumbing of the classical methods: TF-IDF features and banks of binary scorers.
+
+Features
+--------
+``make_vectorizer`` builds the TF-IDF used by every flat and local method: word
+1..``ngram_max``-grams, optionally character 2..5-grams, sublinear tf, float32.
+
+Base estimators
+---------------
+``ESTIMATORS`` maps a name to an ``EstimatorSpec``; a method takes the name as its
+``estimator`` parameter and optional overrides as ``estimator_params``:
+
+========== ======================================= ==========================================
+name       estimator (defaults)                    score in [0, 1]
+========== ======================================= ==========================================
+svm        ``sklearn.svm.LinearSVC`` (C=1, dual)   sigmoid(decision value)
+logreg     ``sklearn.linear_model.LogisticRegression`` sigmoid(decision value) = predict_proba
+           (lbfgs, C=1, max_iter=1000)
+lightgbm   ``lightgbm`` binary GBDT (100 trees,    sigmoid(raw score) = predict_proba
+           31 leaves, learning rate 0.1)
+========== ======================================= ==========================================
+
+The SVM is solved in the dual (liblinear's coordinate descent) at every size: scikit-learn's
+``dual="auto"`` switches to the primal Newton solver once documents outnumber features,
+which on TF-IDF is about twice as slow per label (measured on 50,000 and 200,000
+documents x 47,000 features) and breaks the linear growth of the fit time.
+
+Every score is the logistic function of the estimator's own decision value, so a threshold
+of 0.5 is each estimator's own decision boundary (SVM margin 0, probability 0.5) and
+thresholds mean the same thing across estimators. A column whose training rows hold no
+positive (or no negative) gets a constant decision value of -20 (or +20), i.e. a score of
+about 0 (or 1): never (always) predicted, and no crash.
+
+Banks
+-----
+``fit_bank`` fits one binary scorer per *task* (training rows, targets) and returns a
+``ScorerBank``: linear estimators are stored as one dense float32 (features x tasks) weight
+matrix plus intercepts (scoring is one sparse-dense product), LightGBM as one booster per
+task. Tasks are independent: with ``n_jobs != 1`` the linear ones are fitted in worker
+processes (joblib/loky) that share the feature matrix through a memory-mapped file instead
+of a copy each; LightGBM fits tasks one after the other, each with ``n_jobs`` threads, on
+one binned dataset built once. Results do not depend on ``n_jobs``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from hmtc_bench.methods.base import HMTCMethod, NotFittedError
+
+CONSTANT_MARGIN = 20.0  # decision value of a column seen always / never in its training rows
+
+
+# ---------------------------------------------------------------------- features
+def make_vectorizer(ngram_max: int, min_df: int, max_features: int | None,
+                    sublinear_tf: bool, char_ngrams: bool):
+    """TF-IDF over word 1..ngram_max-grams, optionally with character 2..5-grams."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+    words = TfidfVectorizer(ngram_range=(1, ngram_max), min_df=min_df, max_features=max_features,
+                            sublinear_tf=sublinear_tf, lowercase=True, dtype=np.float32)
+    if not char_ngrams:
+        return words
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=min_df,
+                            max_features=max_features, sublinear_tf=sublinear_tf,
+                            dtype=np.float32)
+    return FeatureUnion([("words", words), ("chars", chars)])
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+# ---------------------------------------------------------------------- method base
+class TfidfMethod(HMTCMethod):
+    """A method over TF-IDF features: ``fit`` vectorizes the texts (parameters
+    ``ngram_max, min_df, max_features, sublinear_tf, char_ngrams`` of the subclass) and calls
+    ``_fit_features``; ``predict_proba`` vectorizes and calls ``_proba_from_features``.
+
+    ``fit_features`` / ``predict_proba_features`` do the same from a feature matrix computed
+    elsewhere, so a grid or a benchmark can vectorize once and share the matrix.
+    ``fit_seconds_`` splits the fit time into ``features`` and ``classifiers``.
+    """
+
+    def _check_params(self) -> None:
+        """Validate hyper-parameters before any work (a ValueError naming the bad one)."""
+
+    def _fit(self, texts, Y, hierarchy, dev) -> None:
+        self._check_params()
+        start = time.perf_counter()
+        vectorizer = make_vectorizer(self.ngram_max, self.min_df, self.max_features,
+                                     self.sublinear_tf, self.char_ngrams)
+        X = vectorizer.fit_transform(texts)
+        features = time.perf_counter() - start
+        self._fit_matrix(X, Y, hierarchy, vectorizer)
+        self.fit_seconds_["features"] = features
+
+    def fit_features(self, X, Y, hierarchy, vectorizer=None) -> "TfidfMethod":
+        """Fit on a feature matrix X (n, F) of the training texts; ``vectorizer`` (fitted,
+        optional) maps new texts to the same features so that ``predict_proba`` works."""
+        X = sp.csr_matrix(X)
+        Y = sp.csr_matrix(Y)
+        if Y.shape != (X.shape[0], len(hierarchy)):
+            raise ValueError(f"Y has shape {Y.shape}; expected ({X.shape[0]}, {len(hierarchy)})")
+        if not hierarchy.is_tree and not self.tags()["supports_dag"]:
+            raise ValueError(f"{type(self).__name__} does not support DAG hierarchies")
+        self._check_params()
+        self.hierarchy_ = hierarchy
+        self.n_labels_ = len(hierarchy)
+        self._fit_matrix(X, Y, hierarchy, vectorizer)
+        return self
+
+    def _fit_matrix(self, X, Y, hierarchy, vectorizer) -> None:
+        self.vectorizer_ = vectorizer
+        self.n_features_ = X.shape[1]
+        start = time.perf_counter()
+        self._fit_features(X, sp.csc_matrix(Y), hierarchy)
+        self.fit_seconds_ = {"features": 0.0, "classifiers": time.perf_counter() - start}
+
+    def predict_proba_features(self, X) -> np.ndarray:
+        """``predict_proba`` from a feature matrix made like the training one."""
+        if not hasattr(self, "hierarchy_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit first")
+        X = sp.csr_matrix(X)
+        if X.shape[1] != self.n_features_:
+            raise ValueError(f"X has {X.shape[1]} features; the method was fitted on "
+                             f"{self.n_features_}")
+        return np.clip(np.asarray(self._proba_from_features(X), dtype=np.float64), 0.0, 1.0)
+
+    def _predict_proba(self, texts) -> np.ndarray:
+        if self.vectorizer_ is None:
+            raise RuntimeError(f"{type(self).__name__} was fitted with fit_features and no "
+                               "vectorizer: use predict_proba_features")
+        return self._proba_from_features(self.vectorizer_.transform(texts))
+
+    # to implement
+    def _fit_features(self, X: sp.csr_matrix, Y: sp.csc_matrix, hierarchy) -> None:
+        raise NotImplementedError
+
+    def _proba_from_features(self, X: sp.csr_matrix) -> np.ndarray:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------- estimators
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """A base estimator: ``kind`` is "linear" (sklearn, coef_/intercept_) or "booster"."""
+
+    name: str
+    kind: str
+    defaults: dict
+    make: Callable[[dict, int], object] | None = None   # (params, seed) -> sklearn estimator
+    description: str = ""
+
+    def resolve(self, params: dict | None) -> dict:
+        params = dict(params or {})
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"unknown parameters {sorted(unknown)} for estimator {self.name!r}; "
+                             f"known: {sorted(self.defaults)}")
+        return {**self.defaults, **params}
+
+
+def _make_svm(params: dict, seed: int):
+    from sklearn.svm import LinearSVC
+    return LinearSVC(random_state=seed, **params)
+
+
+def _make_logreg(params: dict, seed: int):
+    from sklearn.linear_model import LogisticRegression
+    return LogisticRegression(random_state=seed, **params)
+
+
+ESTIMATORS: dict[str, EstimatorSpec] = {
+    "svm": EstimatorSpec(
+        "svm", "linear", {"C": 1.0, "class_weight": None, "dual": True, "tol": 1e-4,
+                          "max_iter": 1000},
+        _make_svm, "sklearn LinearSVC; score = sigmoid(decision value)"),
+    "logreg": EstimatorSpec(
+        "logreg", "linear", {"C": 1.0, "class_weight": None, "solver": "lbfgs",
+                             "max_iter": 1000, "tol": 1e-4},
+        _make_logreg, "sklearn LogisticRegression; score = predict_proba"),
+    "lightgbm": EstimatorSpec(
+        "lightgbm", "booster", {"n_estimators": 100, "learning_rate": 0.1, "num_leaves": 31,
+                                "min_child_samples": 20, "colsample_bytree": 1.0,
+                                "reg_lambda": 0.0, "max_bin": 255},
+        None, "LightGBM binary GBDT; score = predict_proba (sigmoid of the raw score)"),
+}
+
+
+def get_estimator(name: str) -> EstimatorSpec:
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; choose one of {sorted(ESTIMATORS)}")
+    return ESTIMATORS[name]
+
+
+# ---------------------------------------------------------------------- tasks and banks
+@dataclass
+class Task:
+    """One binary problem: ``rows`` of the feature matrix (None: all) and 0/1 targets.
+
+    Tasks that share a ``group`` share their rows, which are then sliced once."""
+
+    rows: np.ndarray | None
+    y: np.ndarray
+    group: object = None
+
+
+@dataclass
+class ScorerBank:
+    """Fitted binary scorers, one per task (column)."""
+
+    n_features: int
+    intercept: np.ndarray                  # (K,) float64
+    coef: np.ndarray | None = None         # (F, K) float32, linear estimators
+    boosters: dict = field(default_factory=dict)   # column -> lightgbm Booster
+
+    @property
+    def n_columns(self) -> int:
+        return len(self.intercept)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Raw decision values (n, K): margins, log-odds or raw boosting scores."""
+        n = X.shape[0]
+        out = np.broadcast_to(self.intercept, (n, self.n_columns)).copy()
+        if self.coef is not None:
+            out += np.asarray(X @ self.coef, dtype=np.float64)
+        for k, booster in self.boosters.items():
+            out[:, k] = booster.predict(X, raw_score=True)
+        return out
+
+    def predict(self, X) -> np.ndarray:
+        """Scores in [0, 1]: the logistic function of the decision values."""
+        return sigmoid(self.decision_function(X))
+
+
+def fit_bank(X, tasks: Sequence[Task], estimator: str, params: dict | None = None,
+             n_jobs: int = 1, random_state: int = 0) -> ScorerBank:
+    """Fit one binary scorer per task on the rows of the CSR matrix ``X``."""
+    spec = get_estimator(estimator)
+    params = spec.resolve(params)
+    X = sp.csr_matrix(X)
+    K = len(tasks)
+    intercept = np.full(K, -CONSTANT_MARGIN)
+    trainable = []
+    for k, task in enumerate(tasks):
+        y = np.asarray(task.y)
+        positives = int(np.count_nonzero(y))
+        if 0 < positives < len(y):
+            trainable.append(k)
+        elif positives > 0:                      # every training row is positive
+            intercept[k] = CONSTANT_MARGIN
+    # tasks of a group one after the other, so that their shared rows are sliced once
+    first: dict = {}
+    trainable.sort(key=lambda k: first.setdefault(_group_key(tasks[k], k), len(first)))
+    bank = ScorerBank(n_features=X.shape[1], intercept=intercept)
+    if spec.kind == "linear":
+        bank.coef = np.zeros((X.shape[1], K), dtype=np.float32)
+        if trainable:
+            _fit_linear(bank, X, tasks, trainable, spec, params, n_jobs, random_state)
+    else:
+        _require("lightgbm", estimator)
+        for k, booster in zip(trainable, _fit_boosters(X, [tasks[k] for k in trainable],
+                                                       params, n_jobs, random_state)):
+            bank.boosters[k] = booster
+            bank.intercept[k] = 0.0
+    return bank
+
+
+def _group_key(task: Task, k: int):
+    return ("task", k) if task.group is None else ("group", task.group)
+
+
+# ---------------------------------------------------------------------- linear
+_SLICE = {"key": None, "X": None}   # per-process cache: consecutive tasks of a group
+
+
+def _rows_of(X, task: Task, token):
+    if task.rows is None:
+        return X
+    if task.group is None:
+        return X[task.rows]
+    key = (token, task.group)
+    if _SLICE["key"] != key:
+        _SLICE["key"], _SLICE["X"] = None, None     # free the old slice first
+        _SLICE["X"] = X[task.rows]
+        _SLICE["key"] = key
+    return _SLICE["X"]
+
+
+def _fit_linear_one(X, task: Task, token, spec: EstimatorSpec, params: dict, seed: int):
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
+    Xs = _rows_of(X, task, token)
+    estimator = spec.make(params, seed)
+    # parallelism is over tasks: BLAS threads inside one fit only fight each other (lbfgs
+    # runs several times slower with them on a busy machine)
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(Xs, np.asarray(task.y, dtype=np.int8))
+    return estimator.coef_.ravel().astype(np.float32), float(estimator.intercept_[0])
+
+
+def _fit_linear(bank, X, tasks, trainable, spec, params, n_jobs, seed) -> None:
+    from joblib import Parallel, delayed
+    X = X.astype(np.float64) if X.dtype != np.float64 else X   # liblinear/lbfgs want float64
+    token = os.urandom(8).hex()
+    try:
+        with _shared(X, n_jobs) as Xs:
+            results = Parallel(n_jobs=n_jobs, backend="loky" if n_jobs != 1 else "sequential")(
+                delayed(_fit_linear_one)(Xs, tasks[k], token, spec, params, seed)
+                for k in trainable)
+    finally:
+        _SLICE["key"], _SLICE["X"] = None, None
+    for k, (coef, b) in zip(trainable, results):
+        bank.coef[:, k] = coef
+        bank.intercept[k] = b
+
+
+@contextmanager
+def _shared(X: sp.csr_matrix, n_jobs: int):
+    """With worker processes, X backed by memory-mapped files: joblib then hands workers a
+    file name (no pickled copy, no per-task hashing) and the pages are shared."""
+    if n_jobs == 1:
+        yield X
+        return
+    folder = tempfile.mkdtemp(prefix="hmtc-bench-")
+    try:
+        parts = {}
+        for name in ("data", "indices", "indptr"):
+            path = os.path.join(folder, f"{name}.npy")
+            np.save(path, getattr(X, name))
+            parts[name] = np.load(path, mmap_mode="r")
+        shared = sp.csr_matrix((parts["data"], parts["indices"], parts["indptr"]),
+                               shape=X.shape, copy=False)
+        yield shared
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- lightgbm
+def _require(module: str, estimator: str) -> None:
+    import importlib.util
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(f"estimator {estimator!r} needs the {module} package: "
+                          f"pip install 'hmtc-bench[{module}]'")
+
+
+def _fit_boosters(X, tasks, params, n_jobs, seed):
+    if not tasks:
+        return []
+    import lightgbm as lgb
+    threads = n_jobs if n_jobs > 0 else (os.cpu_count() or 1)
+    train_params = {
+        "objective": "binary", "verbose": -1, "seed": seed, "deterministic": True,
+        "force_row_wise": True, "num_threads": threads,
+        "learning_rate": params["learning_rate"], "num_leaves": params["num_leaves"],
+        "min_data_in_leaf": params["min_child_samples"],
+        "feature_fraction": params["colsample_bytree"], "lambda_l2": params["reg_lambda"],
+        "max_bin": params["max_bin"],
+    }
+    # bin the features once; every task reuses the bins (a subset for row-restricted tasks)
+    base = lgb.Dataset(sp.csr_matrix(X, dtype=np.float32), params=train_params,
+                       free_raw_data=False).construct()
+    boosters = []
+    subset, subset_key = None, None
+    for task in tasks:
+        y = np.asarray(task.y, dtype=np.float32)
+        if task.rows is None:
+            data = base
+        else:
+            key = task.group if task.group is not None else id(task)
+            if key != subset_key:
+                subset = base.subset(np.asarray(task.rows, dtype=np.int32)).construct()
+                subset_key = key
+            data = subset
+        data.set_label(y)
+        booster = lgb.train(train_params, data, num_boost_round=params["n_estimators"])
+        booster.free_dataset()                 # the trees stay; the shared bins are not held
+        boosters.append(booster)
+    return boosters
+
+
+__all__ = ["CONSTANT_MARGIN", "ESTIMATORS", "EstimatorSpec", "ScorerBank", "Task", "TfidfMethod",
+           "fit_bank", "get_estimator", "make_vectorizer", "sigmoid"]
