@@ -153,9 +153,9 @@ def bench(
     try:
         from hmtc_bench.grid import load_grid, run_grid
         grid = load_grid(grid_file)
-        typer.echo(f"grid {grid.name}: {len(grid.datasets)} datasets x {len(grid.methods)} "
-                   f"configurations x {len(grid.seeds)} seeds x {len(grid.decode)} decodings "
-                   f"= {grid.n_cells} cells", err=True)
+        typer.echo(f"grid {grid.name}: {len(grid.pairs())} (dataset, configuration) pairs x "
+                   f"{len(grid.seeds)} seeds x {len(grid.decode)} decodings = {grid.n_cells} "
+                   "cells", err=True)
         counts = run_grid(grid, tracking_uri)
     except _user_errors() as err:
         _fail(str(err).strip("'\""))
