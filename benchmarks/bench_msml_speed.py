@@ -169,38 +169,41 @@ def markdown(info: dict, rows: list, args) -> str:
     settings = list(dict.fromkeys(r["setting"] for r in rows))
     columns = [(m, n) for m in args.models for n in args.lengths]
     value = {(r["setting"], r["model"], r["tokens"]): r for r in rows}
-    lines = ["# Training and inference speed of msml and flat-bert (CPU)", "",
-             f"Command: `{info['command']}`", "",
-             f"{info['cpu']}, {info['threads']} torch threads, torch {info['torch']}; "
+    setup = (f"{info['cpu']}, {info['threads']} torch threads, torch {info['torch']}; "
              f"{info['encoder']}; heads for the {info['heads']}. Batches of "
-             f"{info['batch_size']} texts of exactly the given length, {info['timed_batches']} "
-             "timed batches per setting after one warm-up; top-k = "
-             f"{info['top_k']}. Load average at the end: {info['load_average_at_end']}.", "",
-             "Examples per second (speed-up over the naive full fine-tune of the same model "
-             "and length):", "",
-             "| setting | " + " | ".join(f"{m}, {n} tokens" for m, n in columns) + " |",
-             "|---|" + "---|" * len(columns)]
+             f"{info['batch_size']} texts of exactly the given length, "
+             f"{info['timed_batches']} timed batches per setting after one warm-up; "
+             f"top-k = {info['top_k']}. Load average at the end: "
+             f"{info['load_average_at_end']} (above {os.cpu_count()}, the number of cores, "
+             "other jobs shared the CPU: compare the ratios rather than the absolute figures).")
+    header = "| setting | " + " | ".join(f"{m}, {n} tokens" for m, n in columns) + " |"
+    lines = ["# Training and inference speed of msml and flat-bert (CPU)", "",
+             f"Command: `{info['command']}`", "", setup, "",
+             ("Examples per second (speed-up over the naive full fine-tune of the same model "
+              "and length):"), "", header, "|---|" + "---|" * len(columns)]
     for setting in settings:
         cells = []
         for m, n in columns:
             r = value.get((setting, m, n))
             if r is None:
                 cells.append("")
-            elif setting == "computing the cache (once)":
+            elif "speedup_vs_naive" not in r:
                 cells.append(f"{r['examples_per_s']:.1f}")
             else:
                 cells.append(f"{r['examples_per_s']:.1f} ({r['speedup_vs_naive']:.1f}x)")
         lines.append(f"| {setting} | " + " | ".join(cells) + " |")
-    lines += ["", "The cached mode pays for computing the cache once per training run (the row "
-              "'computing the cache'), then trains at the rate shown in every epoch.", ""]
+    lines += ["", ("The cached mode pays for computing the cache once per training run (the "
+                   "row 'computing the cache'), then trains at the rate shown in every epoch."),
+              ""]
     return "\n".join(lines)
 
 
 def _cpu_name() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or "unknown CPU"

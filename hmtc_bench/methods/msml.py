@@ -57,13 +57,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+from typing import ClassVar
 
 from hmtc_bench.methods.neural_method import NeuralMethod
 
 # a tiny random BERT that learns the synthetic data's top level in about a second
-TINY_TEST_PARAMS = dict(encoder="tiny-random", max_length=32, train_mode="full",
-                        batch_size=64, epochs=6, lr_encoder=3e-3, lr_head=1e-2, warmup=0.0,
-                        patience=6, dropout=0.0, progress=False, device="cpu")
+TINY_TEST_PARAMS = {"encoder": "tiny-random", "max_length": 32, "train_mode": "full",
+                    "batch_size": 64, "epochs": 6, "lr_encoder": 3e-3, "lr_head": 1e-2,
+                    "warmup": 0.0, "patience": 6, "dropout": 0.0, "progress": False,
+                    "device": "cpu"}
 
 
 class MSML(NeuralMethod):
@@ -82,7 +84,7 @@ class MSML(NeuralMethod):
     level_weights : None or a list of floats, one per level (None: all 1)
     """
 
-    TAGS = {"family": "global", "requires": ("torch", "transformers", "safetensors"),
+    TAGS: ClassVar[dict] = {"family": "global", "requires": ("torch", "transformers", "safetensors"),
             "consistent_by_construction": False, "supports_dag": True}
 
     def __init__(self, encoder: str = "default", max_length: int = 64,
@@ -188,7 +190,7 @@ class FlatBERT(NeuralMethod):
     dropout and one sigmoid layer over all labels. The same encoder, training loop, budget
     and early stopping as MSML (shared parameters in ``neural_method``)."""
 
-    TAGS = {"family": "flat", "requires": ("torch", "transformers", "safetensors"),
+    TAGS: ClassVar[dict] = {"family": "flat", "requires": ("torch", "transformers", "safetensors"),
             "consistent_by_construction": False, "supports_dag": True}
 
     def __init__(self, encoder: str = "default", max_length: int = 64,

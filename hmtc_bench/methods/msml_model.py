@@ -11,7 +11,6 @@ from torch import nn
 
 from hmtc_bench.methods.neural import EncoderStack, TextClassifier, TextCNN, masked_mean
 
-
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functional.gelu}
 
 

@@ -43,8 +43,8 @@ from torch import nn
 DEFAULT_ENCODER = "default"
 TINY_RANDOM = "tiny-random"
 TRAIN_MODES = ("full", "top-k", "top-k-cached")
-TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                   intermediate_size=64, max_position_embeddings=512)
+TINY_CONFIG = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+               "intermediate_size": 64, "max_position_embeddings": 512}
 TINY_VOCAB_SIZE = 5000
 CRITERION = "dev micro-F1 at threshold 0.5"  # the one early-stopping criterion
 CHECKPOINT_FORMAT = "hmtc-bench-neural-checkpoint"

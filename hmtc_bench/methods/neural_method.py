@@ -54,6 +54,7 @@ random_state : int
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -69,7 +70,7 @@ RESUME_FREE = ("resume", "progress", "checkpoint_dir", "device", "max_train_seco
 class NeuralMethod(HMTCMethod):
     """Base of the encoder methods; subclasses implement ``_build_network``."""
 
-    TAGS = {"family": "global", "requires": ("torch", "transformers", "safetensors"),
+    TAGS: ClassVar[dict] = {"family": "global", "requires": ("torch", "transformers", "safetensors"),
             "consistent_by_construction": False, "supports_dag": True}
 
     # ------------------------------------------------------------------ to implement
@@ -83,7 +84,7 @@ class NeuralMethod(HMTCMethod):
         if dev is not None:
             return texts, Y, dev[0], dev[1]
         n = len(texts)
-        n_dev = int(round(self.dev_fraction * n)) if n >= 2 else 0
+        n_dev = round(self.dev_fraction * n) if n >= 2 else 0
         n_dev = min(max(n_dev, 1 if self.dev_fraction > 0 and n >= 2 else 0), n - 1)
         if n_dev <= 0:
             return texts, Y, None, None
@@ -171,7 +172,7 @@ class NeuralMethod(HMTCMethod):
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
-    def from_checkpoint(cls, path, device: str | None = None) -> "NeuralMethod":
+    def from_checkpoint(cls, path, device: str | None = None) -> NeuralMethod:
         """The fitted method saved in checkpoint folder ``path`` (its final weights: the
         best epoch). ``device`` overrides the saved device parameter."""
         from hmtc_bench.methods import neural
