@@ -20,7 +20,6 @@ from hmtc_bench.methods.msml import MSML, FlatBERT, MSMLNoHGM, MSMLNoMLIPM, MSML
 from hmtc_bench.methods.msml_model import MSMLNet, kernel_schedule
 from hmtc_bench.testing import _small_data
 
-CLASSES = [MSML, MSMLNoMSFEM, MSMLNoMLIPM, MSMLNoHGM, FlatBERT]
 CPU = torch.device("cpu")
 
 
