@@ -233,3 +233,24 @@ def test_predict_proba_is_consistent_at_every_threshold(small):
         pm = d.hierarchy.parent_matrix.tocoo()
         assert (proba[:, pm.col] <= proba[:, pm.row] + 1e-12).all()
         assert inconsistency(decode(proba, d.hierarchy, "threshold", 0.2), d.hierarchy)[0] == 0
+
+
+# ---------------------------------------------------------------------- 20 Newsgroups reader
+def test_newsgroups_paths_collapse_unary_chains():
+    from hmtc_bench.data.newsgroups import group_path
+    groups = ["comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware",
+              "comp.sys.mac.hardware", "alt.atheism"]
+    assert group_path("comp.sys.ibm.pc.hardware", groups) == [
+        "comp", "comp.sys", "comp.sys.ibm.pc.hardware"]
+    assert group_path("comp.os.ms-windows.misc", groups) == ["comp", "comp.os.ms-windows.misc"]
+    assert group_path("alt.atheism", groups) == ["alt", "alt.atheism"]
+
+
+def test_newsgroups_archive_when_present():
+    from hmtc_bench.data.newsgroups import default_path, load
+    if not default_path().is_file():
+        pytest.skip("../shared/datasets/20newsgroups is absent")
+    d = load()
+    assert (len(d.train) + len(d.dev), len(d.test)) == (11_314, 7_532)
+    assert [len(d.hierarchy.labels_at_level(k)) for k in (1, 2, 3)] == [7, 16, 7]
+    assert d.card()["multi_path_share"] == 0.0
