@@ -204,6 +204,8 @@ def main(argv=None) -> None:
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/scaling")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of other methods already in --out's .json")
     parser.add_argument("--render", action="store_true",
                         help="rewrite the summary and the .md from the rows of --out's .json")
     args = parser.parse_args(argv)
@@ -222,6 +224,12 @@ def main(argv=None) -> None:
     limits = dict(item.split("=") for item in args.max_size.split(",") if item)
     rows = []
     started = time.perf_counter()
+    previous_s = 0.0
+    if args.merge and Path(args.out).with_suffix(".json").is_file():
+        old = json.loads(Path(args.out).with_suffix(".json").read_text())
+        rows = [r for r in old["rows"] if r["method"] not in args.methods.split(",")]
+        command = f"{old['command']}; then {command}"
+        previous_s = old["total_s"]
     for method in args.methods.split(","):
         for n in sizes:
             if method in limits and n > int(limits[method]):
@@ -239,8 +247,10 @@ def main(argv=None) -> None:
             print(f"{method:12s} n={n:>7d}: fit {row['fit_s']:8.1f}s (features "
                   f"{row['features_s']:.1f}s, classifiers {row['classifiers_s']:.1f}s), peak "
                   f"{row['peak_rss_tree_gib']:.2f} GiB", flush=True)
-            _write(args, command, rows, started)
-    _write(args, command, rows, started, notes=NOTES)
+            _write(args, command, rows, started,
+                   total_s=round(previous_s + time.perf_counter() - started, 1))
+    _write(args, command, rows, started, notes=NOTES,
+           total_s=round(previous_s + time.perf_counter() - started, 1))
     print(Path(args.out).with_suffix(".md").read_text())
 
 

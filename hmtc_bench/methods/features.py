@@ -160,6 +160,7 @@ class EstimatorSpec:
     defaults: dict
     make: Callable[[dict, int], object] | None = None   # (params, seed) -> sklearn estimator
     description: str = ""
+    dtype: type = np.float64                 # feature dtype the solver works in
 
     def resolve(self, params: dict | None) -> dict:
         params = dict(params or {})
@@ -188,7 +189,8 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
     "logreg": EstimatorSpec(
         "logreg", "linear", {"C": 1.0, "class_weight": None, "solver": "lbfgs",
                              "max_iter": 1000, "tol": 1e-4},
-        _make_logreg, "sklearn LogisticRegression; score = predict_proba"),
+        _make_logreg, "sklearn LogisticRegression; score = predict_proba",
+        np.float32),            # lbfgs works in float32: about 20 % faster, same iterations
     "lightgbm": EstimatorSpec(
         "lightgbm", "booster", {"n_estimators": 100, "learning_rate": 0.1, "num_leaves": 31,
                                 "min_child_samples": 20, "colsample_bytree": 1.0,
@@ -297,34 +299,81 @@ def _rows_of(X, task: Task, token):
     return _SLICE["X"]
 
 
-def _fit_linear_one(X, task: Task, token, spec: EstimatorSpec, params: dict, seed: int):
+def _fit_linear_one(X, group: list[Task], token, spec: EstimatorSpec, params: dict,
+                    seed: int) -> list[tuple[np.ndarray, float]]:
+    """Fit the tasks of one job: a single task, or a bundle of tasks on the same rows whose
+    positives exclude each other, fitted by one one-vs-rest multi-class call (see
+    ``_bundles``)."""
     import warnings
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
-    Xs = _rows_of(X, task, token)
+    Xs = _rows_of(X, group[0], token)
     estimator = spec.make(params, seed)
+    if len(group) == 1:
+        y = np.asarray(group[0].y, dtype=np.int8)
+    else:   # class k: positive of task k; class K: positive of none
+        Y = np.column_stack([np.asarray(t.y, dtype=np.int8) for t in group])
+        y = np.where(Y.any(axis=1), Y.argmax(axis=1), len(group))
     # parallelism is over tasks: BLAS threads inside one fit only fight each other (lbfgs
     # runs several times slower with them on a busy machine)
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
-        estimator.fit(Xs, np.asarray(task.y, dtype=np.int8))
-    return estimator.coef_.ravel().astype(np.float32), float(estimator.intercept_[0])
+        estimator.fit(Xs, y)
+    coef = estimator.coef_.astype(np.float32)
+    intercept = np.asarray(estimator.intercept_, dtype=np.float64)
+    if len(group) == 1:
+        return [(coef.ravel(), float(intercept[0]))]
+    classes = list(estimator.classes_)
+    if len(classes) == 2:      # one binary problem: class 1 vs class 0, negated for class 0
+        coef = np.vstack([-coef[0], coef[0]])
+        intercept = np.array([-intercept[0], intercept[0]])
+    return [(coef[classes.index(k)], float(intercept[classes.index(k)]))
+            for k in range(len(group))]
+
+
+def _bundles(tasks, trainable, spec: EstimatorSpec, params: dict) -> list[list[int]]:
+    """Jobs: tasks of a group (same rows) whose positives never overlap, as with mutually
+    exclusive siblings, go together for the linear SVM: liblinear's one-vs-rest then solves
+    exactly their binary problems (class k against all other rows) but builds its copy of
+    the data once, instead of once per task (about 80 ms per call on 20 Newsgroups). Other
+    tasks, other estimators (multi-class logistic regression is multinomial, a different
+    model) and class weights (computed over all classes) keep one job per task."""
+    bundle = spec.name == "svm" and params.get("class_weight") is None
+    jobs: list[list[int]] = []
+    by_group: dict = {}
+    for k in trainable:
+        task = tasks[k]
+        if not bundle or task.group is None:
+            jobs.append([k])
+            continue
+        job = by_group.get(task.group)
+        if job is not None and not np.any(by_group[task.group, "covered"] & (task.y != 0)):
+            job.append(k)
+            by_group[task.group, "covered"] |= task.y != 0
+        else:
+            job = [k]
+            jobs.append(job)
+            by_group[task.group] = job
+            by_group[task.group, "covered"] = np.asarray(task.y) != 0
+    return jobs
 
 
 def _fit_linear(bank, X, tasks, trainable, spec, params, n_jobs, seed) -> None:
     from joblib import Parallel, delayed
-    X = X.astype(np.float64) if X.dtype != np.float64 else X   # liblinear/lbfgs want float64
+    X = X if X.dtype == spec.dtype else X.astype(spec.dtype)   # liblinear: float64
     token = os.urandom(8).hex()
+    jobs = _bundles(tasks, trainable, spec, params)
     try:
         with _shared(X, n_jobs) as Xs:
             results = Parallel(n_jobs=n_jobs, backend="loky" if n_jobs != 1 else "sequential")(
-                delayed(_fit_linear_one)(Xs, tasks[k], token, spec, params, seed)
-                for k in trainable)
+                delayed(_fit_linear_one)(Xs, [tasks[k] for k in job], token, spec, params, seed)
+                for job in jobs)
     finally:
         _SLICE["key"], _SLICE["X"] = None, None
-    for k, (coef, b) in zip(trainable, results):
-        bank.coef[:, k] = coef
-        bank.intercept[k] = b
+    for job, fitted in zip(jobs, results):
+        for k, (coef, b) in zip(job, fitted):
+            bank.coef[:, k] = coef
+            bank.intercept[k] = b
 
 
 @contextmanager
