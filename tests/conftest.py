@@ -15,6 +15,21 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """The tests' tiny networks gain nothing from a second thread and lose a lot when the
+    other core is busy (OpenMP threads waiting for each other: 0.8 s became 44 s)."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def synthetic():
     from hmtc_bench.data.synthetic import generate

