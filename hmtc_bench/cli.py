@@ -128,18 +128,37 @@ def _print_records(records: list[dict]) -> None:
 @app.command()
 def leaderboard(
     dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
+    method: Annotated[Optional[list[str]], typer.Option(
+        "--method", help="Only this method; repeatable.")] = None,
+    decode: Annotated[Optional[str], typer.Option(help="Only this decoding policy.")] = None,
+    columns: Annotated[Optional[str], typer.Option(
+        help="Comma-separated metrics (a run's metric names, or fit_seconds, predict_seconds, "
+             "peak_memory_mb); default micro_f1,macro_f1,hier_f1,macro_f1_tail,"
+             "inconsistency_ratio. The deepest level's macro-F1 and fit seconds are added.")]
+        = None,
     format: Annotated[str, typer.Option("--format", help="markdown, csv or html.")]
         = "markdown",
     tracking_uri: TrackingUri = None,
 ):
     """Mean ± std over seeds (with n) per dataset, method and decoding, from tracked runs."""
-    from hmtc_bench.leaderboard import FORMATS, leaderboard as board, render
+    from hmtc_bench.leaderboard import COLUMNS, FORMATS, leaderboard as board, render
     from hmtc_bench.tracking import load_records
     if format not in FORMATS:
         _fail(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-    rows = board(load_records(tracking_uri, dataset))
+    records = [r for r in load_records(tracking_uri, dataset)
+               if (not method or r["method"] in method) and (not decode or r["decode"] == decode)]
+    wanted = COLUMNS if columns is None else tuple(c.strip() for c in columns.split(",")
+                                                  if c.strip())
+    known = {k for r in records for k in r.get("metrics", {})} | {
+        "fit_seconds", "predict_seconds", "peak_memory_mb"}
+    unknown = [c for c in wanted if c not in known]
+    if records and unknown:
+        _fail(f"unknown column(s) {', '.join(unknown)}; the runs have: "
+              f"{', '.join(sorted(known))}")
+    rows = board(records, wanted)
     if not rows:
         _fail("no finished runs in the store" + (f" for dataset {dataset!r}" if dataset else "")
+              + (f" for method(s) {', '.join(method)}" if method else "")
               + "; start one with `hmtc-bench run --method NAME`")
     typer.echo(render(rows, format), nl=False)
 

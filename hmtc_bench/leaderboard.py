@@ -12,6 +12,7 @@ from statistics import mean, stdev
 
 COLUMNS = ("micro_f1", "macro_f1", "hier_f1", "macro_f1_tail", "inconsistency_ratio")
 FORMATS = ("markdown", "csv", "html")
+SECONDS_LIKE = ("fit_seconds", "predict_seconds", "peak_memory_mb")
 SEED_PARAMS = ("random_state",)  # set from the run's seed: not a parameter of the row
 
 
@@ -77,7 +78,7 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         cells = [row["dataset"], _method_cell(row, rows), row["decode"], str(row["n"])]
         for c in metric_cols:
             value = row.get(c)
-            cells.append(_cell(value, 1 if c == "fit_seconds" else 4) if value else "")
+            cells.append(_cell(value, 1 if c in SECONDS_LIKE else 4) if value else "")
         body.append(cells)
     return header, body
 

@@ -58,6 +58,16 @@ def test_run_json_two_seeds_then_leaderboard(store):
     assert csv.output.startswith("dataset,method,decode,n,micro_f1")
     html = invoke("leaderboard", "--format", "html", "--tracking-uri", store)
     assert "<table>" in html.output
+    chosen = invoke("leaderboard", "--method", "flat-svm", "--decode", "top-down", "--columns",
+                    "micro_f1_level_3,predict_seconds", "--format", "csv", "--tracking-uri", store)
+    assert chosen.exit_code == 0, chosen.output
+    header, *rows = chosen.output.splitlines()
+    assert header.startswith("dataset,method,decode,n,micro_f1_level_3,predict_seconds,")
+    assert len(rows) == 1 and f"{record['metrics']['micro_f1_level_3']:.4f}" in rows[0]
+    for args, message in ((["--columns", "micro_f1,nonsense"], "unknown column(s) nonsense"),
+                          (["--method", "local-node"], "for method(s) local-node")):
+        failed = invoke("leaderboard", *args, "--tracking-uri", store)
+        assert failed.exit_code != 0 and message in failed.output
 
 
 def test_run_is_in_the_mlflow_store(store):
