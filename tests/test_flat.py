@@ -144,3 +144,14 @@ def test_exclusive_tasks_of_a_group_fit_as_one_bundle_with_the_same_result():
     logreg = ESTIMATORS["logreg"]
     assert features._bundles(tasks, [0, 1, 2, 3], logreg, logreg.resolve(None)) == \
         [[0], [1], [2], [3]]
+
+
+def test_progress_bar_only_on_a_terminal(capsys):
+    """Fitting shows a bar on a terminal, and writes nothing into logs and pipes."""
+    from hmtc_bench.methods import features
+    X = sp.random(60, 20, density=0.3, format="csr", random_state=0)
+    tasks = [Task(None, (np.arange(60) % (k + 2) == 0).astype(np.int8)) for k in range(3)]
+    fit_bank(X, tasks, "svm")
+    assert capsys.readouterr().err == ""
+    bar = features._progress(range(3), 3, "fitting")
+    assert bar.disable and bar.total == 3     # stderr is captured here: not a terminal

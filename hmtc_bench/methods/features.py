@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -365,15 +366,24 @@ def _fit_linear(bank, X, tasks, trainable, spec, params, n_jobs, seed) -> None:
     jobs = _bundles(tasks, trainable, spec, params)
     try:
         with _shared(X, n_jobs) as Xs:
-            results = Parallel(n_jobs=n_jobs, backend="loky" if n_jobs != 1 else "sequential")(
+            results = list(_progress(Parallel(
+                n_jobs=n_jobs, backend="loky" if n_jobs != 1 else "sequential",
+                return_as="generator")(
                 delayed(_fit_linear_one)(Xs, [tasks[k] for k in job], token, spec, params, seed)
-                for job in jobs)
+                for job in jobs), len(jobs), f"fitting {len(trainable)} {spec.name} scorers"))
     finally:
         _SLICE["key"], _SLICE["X"] = None, None
     for job, fitted in zip(jobs, results):
         for k, (coef, b) in zip(job, fitted):
             bank.coef[:, k] = coef
             bank.intercept[k] = b
+
+
+def _progress(iterable, total: int, desc: str):
+    """A progress bar on stderr when it is a terminal (none in logs, pipes and tests)."""
+    from tqdm.auto import tqdm
+    return tqdm(iterable, total=total, desc=desc, disable=None, leave=False, file=sys.stderr,
+                dynamic_ncols=True)
 
 
 @contextmanager
@@ -423,7 +433,7 @@ def _fit_boosters(X, tasks, params, n_jobs, seed):
                        free_raw_data=False).construct()
     boosters = []
     subset, subset_key = None, None
-    for task in tasks:
+    for task in _progress(tasks, len(tasks), f"fitting {len(tasks)} lightgbm scorers"):
         y = np.asarray(task.y, dtype=np.float32)
         if task.rows is None:
             data = base
