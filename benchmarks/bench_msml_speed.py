@@ -9,7 +9,12 @@ warm-up batch) of random token ids, all texts exactly that long:
 * top-k trained, the frozen layers in eval mode and run without gradients;
 * top-k trained from cached frozen states (the one-time cost of computing the cache is
   reported separately: it is an inference pass through the frozen layers);
-* inference (eval mode, no gradients, whole model).
+* inference (eval mode, no gradients, whole model);
+* the heads alone: a training step on given token states with no encoder layer trained
+  (top 0 layers, cached), i.e. what every mode pays on top of its encoder layers.
+
+Models: ``msml`` (default heads: 128 filters per kernel width), ``msml-fN`` (N filters per
+width, e.g. ``msml-f64``), ``flat-bert``.
 
 Speed-ups are relative to the naive full fine-tune of the same model and length, measured
 in the same run. Writes ``results/msml_speed.json`` and ``results/msml_speed.md``.
@@ -36,20 +41,22 @@ from hmtc_bench.methods import neural
 from hmtc_bench.methods.msml_model import FlatNet, MSMLNet, kernel_schedule
 
 SETTINGS = [
-    # name, train mode, attention dropout (None: the encoder's own)
-    ("full fine-tune, naive", "full", None),
-    ("full fine-tune, attention dropout 0", "full", 0.0),
-    ("top-k trained, frozen layers in eval mode", "top-k", 0.0),
-    ("top-k trained, cached frozen states", "top-k-cached", 0.0),
+    # name, train mode, attention dropout (None: the encoder's own), top k (None: --top-k)
+    ("full fine-tune, naive", "full", None, None),
+    ("full fine-tune, attention dropout 0", "full", 0.0, None),
+    ("top-k trained, frozen layers in eval mode", "top-k", 0.0, None),
+    ("top-k trained, cached frozen states", "top-k-cached", 0.0, None),
+    ("heads only (no encoder layer trained, cached states)", "top-k-cached", 0.0, 0),
 ]
 
 
 def build(model_name: str, hierarchy, attention_dropout):
     _, encoder = neural.load_encoder("default", attention_dropout=attention_dropout)
     stack = neural.EncoderStack(encoder)
-    if model_name == "msml":
+    if model_name.startswith("msml"):
+        filters = int(model_name[len("msml-f"):]) if model_name.startswith("msml-f") else 128
         columns = [hierarchy.level_columns(k) for k in range(1, hierarchy.depth + 1)]
-        return MSMLNet(stack, columns, kernel_schedule(hierarchy.depth))
+        return MSMLNet(stack, columns, kernel_schedule(hierarchy.depth), n_filters=filters)
     return FlatNet(stack, len(hierarchy))
 
 
@@ -123,19 +130,20 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     rows = []
     for model_name in args.models:
-        for setting, mode, attention_dropout in SETTINGS:
+        for setting, mode, attention_dropout, top_k in SETTINGS:
             network = build(model_name, hierarchy, attention_dropout)
             for length in args.lengths:
                 batches = make_batches(args.batches + 1, args.batch_size, length,
                                        len(hierarchy), seed=length)
-                rate, cache_rate = time_training(network, mode, args.top_k, batches)
+                rate, cache_rate = time_training(network, mode,
+                                                 args.top_k if top_k is None else top_k, batches)
                 rows.append({"model": model_name, "setting": setting, "tokens": length,
                              "examples_per_s": round(rate, 2)})
-                if cache_rate is not None:
+                if cache_rate is not None and top_k is None:
                     rows.append({"model": model_name, "setting": "computing the cache (once)",
                                  "tokens": length, "examples_per_s": round(cache_rate, 2)})
                 print(f"{model_name:9s} {length:4d} {setting}: {rate:.1f} ex/s", file=sys.stderr)
-            if mode == "top-k-cached":
+            if mode == "top-k-cached" and top_k is None:
                 for length in args.lengths:
                     batches = make_batches(args.batches + 1, args.batch_size, length,
                                            len(hierarchy), seed=length)
