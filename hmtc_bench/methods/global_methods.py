@@ -36,7 +36,8 @@ HiAGM-TP (Zhou et al., ACL 2020)
     configuration (used in ``baselines/global.yaml`` on RCV1-V2 and 20 Newsgroups). The
     TreeLSTM structure encoder (HiAGM-LA's alternative) is not implemented.
 
-In a DAG a label with two parents gets a top-down message from each.
+In a DAG a label with two parents gets a top-down message from each (HiAGM), and HMCN's
+levels are ``LabelHierarchy.level``: 1 + the longest path from the root.
 """
 
 from __future__ import annotations
