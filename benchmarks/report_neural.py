@@ -30,6 +30,11 @@ GLOBAL_DATASETS = ["rcv1-v2-dev", "20newsgroups"]
 DECODE = "threshold"          # the methods' own outputs; top-down rows are in the leaderboard
 
 
+def _encoder(record) -> str:
+    encoder = str(record["params"].get("encoder", "default"))
+    return "MiniLM" if encoder == "default" else encoder
+
+
 def _depth(records) -> int:
     return max(int(k.rsplit("_", 1)[1]) for r in records for k in r["metrics"]
                if k.startswith("micro_f1_level_"))
@@ -135,6 +140,7 @@ def global_baselines(records, uri: str) -> str:
             lines += [f"## {dataset}", "", "No runs.", ""]
             continue
         depth = _depth(chosen)
+        chosen = [{**r, "method": f"{r['method']} [{_encoder(r)}]"} for r in chosen]
         columns = ("micro_f1", "macro_f1", *[f"micro_f1_level_{k}" for k in range(1, depth + 1)],
                    "inconsistency_ratio", "predict_seconds")
         lines += [f"## {dataset}", "", render(leaderboard(chosen, columns)).rstrip("\n"), ""]
