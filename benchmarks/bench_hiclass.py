@@ -203,6 +203,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/hiclass_comparison")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of other estimators already in --out's .json")
     args = parser.parse_args(argv)
     if args.worker:
         run_worker(args.worker)
@@ -308,6 +310,15 @@ def main(argv=None) -> None:
         "rows": rows,
     }
     out = Path(args.out)
+    if args.merge and out.with_suffix(".json").is_file():
+        old = json.loads(out.with_suffix(".json").read_text())
+        kept = [r for r in old["rows"] if r["estimator"] not in estimators]
+        report["rows"] = kept + rows
+        report["estimator_settings"] = {**old["estimator_settings"],
+                                        **report["estimator_settings"]}
+        report["merged_from"] = {"command": old["command"],
+                                 "estimators": sorted({r["estimator"] for r in kept}),
+                                 "machine": old["machine"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     out.with_suffix(".md").write_text(_markdown(report))
@@ -331,8 +342,12 @@ def _num(x) -> str:
 
 
 def _markdown(report: dict) -> str:
+    merged = report.get("merged_from")
+    produced = f"Produced by `{report['command']}`" + (
+        f"; the {', '.join(merged['estimators'])} rows earlier by `{merged['command']}` "
+        f"(load average then {merged['machine']['load_avg_before']})" if merged else "")
     lines = ["# Local methods vs HiClass 5.0.8 on 20 Newsgroups", "",
-             f"Produced by `{report['command']}`.", "",
+             produced + ".", "",
              f"Data: {report['dataset']['train']} train / {report['dataset']['test']} test "
              f"documents, {report['dataset']['labels']} labels, depth "
              f"{report['dataset']['depth']} (leaves at depths 2 and 3, one path per document). "
