@@ -182,8 +182,11 @@ def markdown(info: dict, rows: list, args) -> str:
              f"{info['batch_size']} texts of exactly the given length, "
              f"{info['timed_batches']} timed batches per setting after one warm-up; "
              f"top-k = {info['top_k']}. Load average at the end: "
-             f"{info['load_average_at_end']} (above {os.cpu_count()}, the number of cores, "
-             "other jobs shared the CPU: compare the ratios rather than the absolute figures).")
+             f"{info['load_average_at_end']}" + (
+                 f" (above {os.cpu_count()}, the number of cores: other jobs shared the CPU; "
+                 "compare the ratios rather than the absolute figures)."
+                 if info["load_average_at_end"][0] > (os.cpu_count() or 1)
+                 else " (no other heavy job ran)."))
     header = "| setting | " + " | ".join(f"{m}, {n} tokens" for m, n in columns) + " |"
     lines = ["# Training and inference speed of msml and flat-bert (CPU)", "",
              f"Command: `{info['command']}`", "", setup, "",
