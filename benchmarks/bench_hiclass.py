@@ -74,20 +74,24 @@ def _timed_fit(cls):
     return original
 
 
+class TimedFit:
+    """Mixin: the estimator's fit adds its duration to SOLVER_SECONDS."""
+
+    def fit(self, X, y, sample_weight=None):
+        start = time.perf_counter()
+        try:
+            return super().fit(X, y, sample_weight)
+        finally:
+            SOLVER_SECONDS[0] += time.perf_counter() - start
+
+
 def _hiclass_estimator(name: str, seed: int):
     import numpy as np
     if name == "svm":
         from sklearn.svm import LinearSVC
 
-        class LinearSVCProba(LinearSVC):
+        class LinearSVCProba(TimedFit, LinearSVC):
             """LinearSVC whose predict_proba is the logistic function of the margin."""
-
-            def fit(self, X, y, sample_weight=None):
-                start = time.perf_counter()
-                try:
-                    return super().fit(X, y, sample_weight)
-                finally:
-                    SOLVER_SECONDS[0] += time.perf_counter() - start
 
             def predict_proba(self, X):
                 p = 1.0 / (1.0 + np.exp(-np.clip(self.decision_function(X), -50, 50)))
@@ -100,13 +104,8 @@ def _hiclass_estimator(name: str, seed: int):
     if name == "logreg":
         from sklearn.linear_model import LogisticRegression
 
-        class TimedLogisticRegression(LogisticRegression):
-            def fit(self, X, y, sample_weight=None):
-                start = time.perf_counter()
-                try:
-                    return super().fit(X, y, sample_weight)
-                finally:
-                    SOLVER_SECONDS[0] += time.perf_counter() - start
+        class TimedLogisticRegression(TimedFit, LogisticRegression):
+            pass
 
         globals()["TimedLogisticRegression"] = TimedLogisticRegression
         TimedLogisticRegression.__module__ = "__main__"
@@ -210,7 +209,6 @@ def main(argv=None) -> None:
         run_worker(args.worker)
         return
 
-    import numpy as np
     import scipy.sparse as sp
     from hmtc_bench.data.newsgroups import load
     from hmtc_bench.evaluation.decoding import decode

@@ -17,14 +17,6 @@ from hmtc_bench.methods.global_model import HierarchyGCN, HiAGMNet, HMCNNet  # n
 from hmtc_bench.testing import _small_data  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data():
     return _small_data()
