@@ -16,6 +16,7 @@ and flat-bert on RCV1-V2 dev and 20 Newsgroups) from an MLflow store and writes:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from statistics import mean, stdev
@@ -45,12 +46,18 @@ def _select(records, dataset, methods, decode=DECODE):
             and r["decode"] == decode and r.get("status") == "finished"]
 
 
-def _by_seed(records, method, params_filter=None) -> dict:
-    out = {}
-    for r in records:
-        if r["method"] == method and (params_filter is None or params_filter(r["params"])):
-            out[r["seed"]] = r
-    return out
+def _is_default(record) -> bool:
+    """Whether a run used its method's default parameters (other configurations, such as
+    msml with fewer filters, are shown in the tables but not paired)."""
+    from hmtc_bench.methods import get_method
+    defaults = get_method(record["method"])().get_params()
+    stored = record["params"]                      # values as the tracking store keeps them
+    return all(str(stored[k]) == (v if isinstance(v, str) else json.dumps(v))
+               for k, v in defaults.items() if k in stored and k != "random_state")
+
+
+def _by_seed(records, method) -> dict:
+    return {r["seed"]: r for r in records if r["method"] == method and _is_default(r)}
 
 
 def _paired(a: dict, b: dict, metric: str) -> tuple[list[float], str]:
