@@ -19,7 +19,8 @@ width, e.g. ``msml-f64``), ``flat-bert``.
 Speed-ups are relative to the naive full fine-tune of the same model and length, measured
 in the same run: the settings take turns in each of ``--repeats`` rounds, and each reported
 speed-up is the median over the rounds of the ratio to that round's naive rate (this
-machine's speed drifts by 10-30 % over minutes; single timings were not reproducible). Writes ``results/msml_speed.json`` and ``results/msml_speed.md``.
+machine's speed drifts by 10-30 % over minutes; single timings were not reproducible).
+Writes ``results/msml_speed.json`` and ``results/msml_speed.md``.
 
     python benchmarks/bench_msml_speed.py [--lengths 128 256] [--batches 4] [--repeats 3]
                                           [--batch-size 16] [--threads N]
@@ -181,7 +182,8 @@ def main(argv=None) -> None:
     rows = summarise(rates)
 
     command = "python benchmarks/bench_msml_speed.py " + " ".join(argv or sys.argv[1:])
-    info = {"command": command.strip(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    info = {"command": command.strip(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
             "cpu": _cpu_name(), "python": platform.python_version(),
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "batch_size": args.batch_size, "timed_batches": args.batches,
@@ -215,7 +217,8 @@ def markdown(info: dict, rows: list, args) -> str:
     lines = ["# Training and inference speed of msml and flat-bert (CPU)", "",
              f"Command: `{info['command']}`", "", setup, "",
              ("Examples per second (speed-up over the naive full fine-tune of the same model "
-              "and length, and the range of that ratio over the rounds):"), "", header, "|---|" + "---|" * len(columns)]
+              "and length, and the range of that ratio over the rounds):"), "", header,
+             "|---|" + "---|" * len(columns)]
     for setting in settings:
         cells = []
         for m, n in columns:
