@@ -9,7 +9,9 @@ warm-up batch) of random token ids, all texts exactly that long:
 * top-k trained, the frozen layers in eval mode and run without gradients;
 * top-k trained from cached frozen states (the one-time cost of computing the cache is
   reported separately: it is an inference pass through the frozen layers);
-* inference (eval mode, no gradients, whole model);
+* the same with ``precision="bf16"`` (bf16 autocast on the CPU: AMX / AVX512-BF16 matrix
+  products; float32 weights, optimizer and cache);
+* inference (eval mode, no gradients, whole model), in float32 and under bf16 autocast;
 * the heads alone: a training step on given token states with no encoder layer trained
   (top 0 layers, cached), i.e. what every mode pays on top of its encoder layers.
 
@@ -44,15 +46,22 @@ from hmtc_bench.methods import neural
 from hmtc_bench.methods.msml_model import FlatNet, MSMLNet, kernel_schedule
 
 SETTINGS = [
-    # name, train mode, attention dropout (None: the encoder's own), top k (None: --top-k)
-    ("full fine-tune, naive", "full", None, None),
-    ("full fine-tune, attention dropout 0", "full", 0.0, None),
-    ("top-k trained, frozen layers in eval mode", "top-k", 0.0, None),
-    ("top-k trained, cached frozen states", "top-k-cached", 0.0, None),
-    ("heads only (no encoder layer trained, cached states)", "top-k-cached", 0.0, 0),
+    # name, train mode, attention dropout (None: the encoder's own), top k (None: --top-k),
+    # precision
+    ("full fine-tune, naive", "full", None, None, "fp32"),
+    ("full fine-tune, attention dropout 0", "full", 0.0, None, "fp32"),
+    ("top-k trained, frozen layers in eval mode", "top-k", 0.0, None, "fp32"),
+    ("top-k trained, cached frozen states", "top-k-cached", 0.0, None, "fp32"),
+    ("top-k trained, cached frozen states, bf16 autocast", "top-k-cached", 0.0, None, "bf16"),
+    ("heads only (no encoder layer trained, cached states)", "top-k-cached", 0.0, 0, "fp32"),
 ]
 NAIVE = SETTINGS[0][0]
+CACHED = SETTINGS[3][0]
 CACHE_SETTING = "computing the cache (once)"
+
+
+def _suffix(precision: str) -> str:
+    return ", bf16 autocast" if precision == "bf16" else ""
 
 
 def build(model_name: str, hierarchy, attention_dropout):
@@ -77,9 +86,11 @@ def make_batches(n_batches: int, batch_size: int, length: int, n_labels: int, se
     return batches
 
 
-def time_training(network, mode: str, top_k: int, batches) -> tuple[float, float | None]:
+def time_training(network, mode: str, top_k: int, batches,
+                  precision: str = "fp32") -> tuple[float, float | None]:
     """(training examples/s, cache-building examples/s or None), the first batch a warm-up."""
-    trainer = neural.Trainer(mode=mode, top_k_layers=top_k, progress=False)
+    trainer = neural.Trainer(mode=mode, top_k_layers=top_k, precision=precision,
+                             progress=False)
     n_frozen = trainer.n_frozen(network)
     optimizer = trainer.optimizer(network, n_frozen)
     cache_rate = None
@@ -87,8 +98,9 @@ def time_training(network, mode: str, top_k: int, batches) -> tuple[float, float
     if mode == "top-k-cached":
         network.eval()
         start = time.perf_counter()
-        with torch.no_grad():
-            cached = [network.encoder.bottom(ids, mask, n_frozen) for ids, mask, _ in batches]
+        with torch.no_grad(), neural.autocast(torch.device("cpu"), precision):
+            cached = [network.encoder.bottom(ids, mask, n_frozen).float()
+                      for ids, mask, _ in batches]
         cache_rate = sum(len(b[0]) for b in batches) / (time.perf_counter() - start)
     trainer.set_train(network, n_frozen)
     elapsed, examples = 0.0, 0
@@ -113,7 +125,7 @@ def summarise(rates: dict) -> list[dict]:
         row = {"model": model, "setting": setting, "tokens": tokens,
                "examples_per_s": round(float(np.median(values)), 2),
                "examples_per_s_repeats": [round(v, 2) for v in values]}
-        if setting != CACHE_SETTING:
+        if not setting.startswith(CACHE_SETTING):
             naive = rates[(model, NAIVE, tokens)]
             ratios = [v / n for v, n in zip(values, naive)]
             row["speedup_vs_naive"] = round(float(np.median(ratios)), 2)
@@ -122,10 +134,10 @@ def summarise(rates: dict) -> list[dict]:
     return rows
 
 
-def time_inference(network, batches) -> float:
+def time_inference(network, batches, precision: str = "fp32") -> float:
     network.eval()
     elapsed, examples = 0.0, 0
-    with torch.no_grad():
+    with torch.no_grad(), neural.autocast(torch.device("cpu"), precision):
         for i, (ids, mask, _) in enumerate(batches):
             start = time.perf_counter()
             network(ids, mask)
@@ -163,21 +175,23 @@ def main(argv=None) -> None:
 
     for model_name in args.models:
         networks = {setting: build(model_name, hierarchy, attention_dropout)
-                    for setting, _, attention_dropout, _ in SETTINGS}
+                    for setting, _, attention_dropout, _, _ in SETTINGS}
         # the settings take turns within each repeat, so that a slow spell of the machine
         # falls on every setting rather than on one
         for _ in range(args.repeats):
-            for setting, mode, _, top_k in SETTINGS:
+            for setting, mode, _, top_k, precision in SETTINGS:
                 for length in args.lengths:
                     rate, cache_rate = time_training(networks[setting], mode,
                                                      args.top_k if top_k is None else top_k,
-                                                     batches[length])
+                                                     batches[length], precision)
                     record(model_name, setting, length, rate)
                     if cache_rate is not None and top_k is None:
-                        record(model_name, CACHE_SETTING, length, cache_rate)
+                        record(model_name, CACHE_SETTING + _suffix(precision), length,
+                               cache_rate)
             for length in args.lengths:
-                record(model_name, "inference", length,
-                       time_inference(networks[SETTINGS[-2][0]], batches[length]))
+                for precision in ("fp32", "bf16"):
+                    record(model_name, "inference" + _suffix(precision), length,
+                           time_inference(networks[CACHED], batches[length], precision))
         del networks
     rows = summarise(rates)
 
@@ -225,7 +239,7 @@ def markdown(info: dict, rows: list, args) -> str:
             r = value.get((setting, m, n))
             if r is None:
                 cells.append("")
-            elif "speedup_vs_naive" not in r:
+            elif "speedup_vs_naive" not in r:  # computing the cache
                 cells.append(f"{r['examples_per_s']:.1f}")
             else:
                 low, high = r["speedup_range"]

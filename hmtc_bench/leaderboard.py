@@ -14,6 +14,17 @@ COLUMNS = ("micro_f1", "macro_f1", "hier_f1", "macro_f1_tail", "inconsistency_ra
 FORMATS = ("markdown", "csv", "html")
 SECONDS_LIKE = ("fit_seconds", "predict_seconds", "peak_memory_mb")
 SEED_PARAMS = ("random_state",)  # set from the run's seed: not a parameter of the row
+# Parameters added after runs were recorded, with the value that keeps the earlier
+# behaviour. At that value a run's identity (its grid cell key, its leaderboard row) leaves
+# the parameter out, so the runs recorded before it existed still count as the same
+# configuration.
+ADDED_PARAMS = {"precision": "auto"}
+
+
+def identity_params(params: dict) -> dict:
+    """``params`` without the added parameters that are at their earlier-behaviour value."""
+    return {k: v for k, v in params.items()
+            if not (k in ADDED_PARAMS and str(v) == str(ADDED_PARAMS[k]))}
 
 
 def _deepest(metrics: dict) -> str | None:
@@ -27,7 +38,8 @@ def leaderboard(records: list[dict], columns=COLUMNS) -> list[dict]:
     for record in records:
         if record.get("status") != "finished":
             continue
-        params = {k: v for k, v in record.get("params", {}).items() if k not in SEED_PARAMS}
+        params = {k: v for k, v in identity_params(record.get("params", {})).items()
+                  if k not in SEED_PARAMS}
         key = (record["dataset"], record["method"], record["decode"],
                json.dumps(params, sort_keys=True, default=str))
         groups[key].append(record)
@@ -42,7 +54,7 @@ def leaderboard(records: list[dict], columns=COLUMNS) -> list[dict]:
         deepest = _deepest(runs[0]["metrics"])
         if deepest and deepest not in columns:
             row["deepest_level_macro_f1"] = _stats(runs, deepest)
-        row["params"] = {k: v for k, v in runs[0].get("params", {}).items()
+        row["params"] = {k: v for k, v in identity_params(runs[0].get("params", {})).items()
                          if k not in SEED_PARAMS}
         row["run_ids"] = [r.get("run_id") for r in runs]
         rows.append(row)
@@ -86,11 +98,14 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 def _method_cell(row: dict, rows: list[dict]) -> str:
     """The method name, with the parameters that tell it apart from rows of the same method."""
     same = [r for r in rows if r["dataset"] == row["dataset"] and r["method"] == row["method"]]
+    def value(params, k):
+        return params.get(k, ADDED_PARAMS.get(k))
     keys = sorted({k for r in same for k in r["params"]
-                   if len({str(o["params"].get(k)) for o in same}) > 1})
+                   if len({str(value(o["params"], k)) for o in same}) > 1})
     if not keys:
         return row["method"]
-    return f"{row['method']} (" + ", ".join(f"{k}={row['params'].get(k)}" for k in keys) + ")"
+    return (f"{row['method']} ("
+            + ", ".join(f"{k}={value(row['params'], k)}" for k in keys) + ")")
 
 
 def render(rows: list[dict], fmt: str = "markdown") -> str:

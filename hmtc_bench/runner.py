@@ -21,6 +21,7 @@ import numpy as np
 
 from hmtc_bench.data import Dataset, load_dataset
 from hmtc_bench.evaluation import DEFAULT_POLICY, DEFAULT_THRESHOLD, decode, evaluate
+from hmtc_bench.leaderboard import identity_params
 from hmtc_bench.methods import inspect_method, make_method
 
 VERSIONED = ("hmtc-bench", "numpy", "scipy", "scikit-learn", "networkx", "mlflow", "torch",
@@ -77,8 +78,10 @@ def peak_memory_mb() -> float:
 def cell_key(method: str, params: dict, dataset_hash: str, seed: int, decode_policy: str,
              threshold: float) -> str:
     """Identity of a run: the same key means the same resolved configuration on the same
-    data; the grid skips cells whose key already has a finished run."""
-    blob = json.dumps([method, params, dataset_hash, seed, decode_policy, float(threshold)],
+    data; the grid skips cells whose key already has a finished run. Parameters added later
+    are left out at their earlier-behaviour value (``leaderboard.ADDED_PARAMS``)."""
+    blob = json.dumps([method, identity_params(params), dataset_hash, seed, decode_policy,
+                       float(threshold)],
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -91,3 +91,22 @@ def test_killed_grid_resumes_without_repeating(tmp_path):
     assert result.exit_code == 0, result.output
     html = report.read_text()
     assert html.count("data:image/png;base64,") == 2 and "/runs/" in html
+
+
+def test_added_parameter_keeps_earlier_runs_identity():
+    from hmtc_bench.leaderboard import leaderboard, render
+    from hmtc_bench.runner import cell_key
+    before = {"epochs": 5, "random_state": 0}  # recorded before ``precision`` existed
+    key = cell_key("msml", before, "h", 0, "threshold", 0.5)
+    assert cell_key("msml", {**before, "precision": "auto"}, "h", 0, "threshold", 0.5) == key
+    assert cell_key("msml", {**before, "precision": "bf16"}, "h", 0, "threshold", 0.5) != key
+
+    def record(seed, micro, **params):
+        return {"status": "finished", "dataset": "d", "method": "msml", "decode": "threshold",
+                "seed": seed, "params": {"epochs": 5, "random_state": seed, **params},
+                "metrics": {"micro_f1": micro}}
+    rows = leaderboard([record(0, 0.5), record(1, 0.7, precision="auto"),
+                        record(0, 0.6, precision="bf16")])
+    assert sorted(r["n"] for r in rows) == [1, 2]  # old and new default runs pooled
+    text = render(rows)
+    assert "msml (precision=auto)" in text and "msml (precision=bf16)" in text

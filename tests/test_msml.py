@@ -193,6 +193,32 @@ def test_training_loss_falls(data):
     assert method.train_state_["criterion"] == "dev micro-F1 at threshold 0.5"
 
 
+def test_precision_contexts():
+    def product_dtype(device, precision):
+        with neural.autocast(device, precision):
+            return (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+    assert product_dtype(CPU, "auto") == torch.float32  # CPU default: float32, deterministic
+    assert product_dtype(CPU, "fp32") == torch.float32
+    assert product_dtype(CPU, "bf16") == torch.bfloat16
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        neural.autocast(CPU, "fp16")
+
+
+def test_bf16_training_on_cpu(data):
+    params = {"epochs": 3, "train_mode": "top-k-cached", "top_k_layers": 1}
+    reference = fit(tiny(**params), data)
+    method = fit(tiny(precision="bf16", **params), data)
+    # float32 weights and outputs; the same model up to bf16 rounding
+    assert all(p.dtype == torch.float32 for p in method.network_.parameters())
+    proba = method.predict_proba(data.test.texts)
+    assert proba.dtype == np.float64 and np.isfinite(proba).all()
+    assert np.abs(proba - reference.predict_proba(data.test.texts)).max() < 0.1
+    losses = [r["train_loss"] for r in method.train_state_["history"]]
+    assert losses[-1] < losses[0]
+    with pytest.raises(ValueError, match="precision"):
+        fit(tiny(precision="half"), data)
+
+
 def test_dev_held_out_when_missing(data):
     method = tiny(epochs=1).fit(data.train.texts, data.train.Y, data.hierarchy)
     assert "dev_micro_f1" in method.train_state_["history"][0]
@@ -268,6 +294,10 @@ def test_resume_continues_an_interrupted_run(data, tmp_path, monkeypatch):
         fit(tiny(checkpoint_dir=str(tmp_path), **params), data)
     assert json.loads((tmp_path / "train_state.json").read_text())["epoch"] == 1
     monkeypatch.setattr(neural.Checkpoint, "save_epoch", original)
+    # written before ``precision`` existed: the missing parameter counts as its default
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["params"]["precision"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
 
     with pytest.raises(ValueError, match="lr_head"):
         fit(tiny(checkpoint_dir=str(tmp_path), resume=True, lr_head=0.5, **params), data)

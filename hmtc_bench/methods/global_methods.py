@@ -97,7 +97,7 @@ class HMCN(_GlobalMethod):
                  n_filters: int = 100, global_size: int = 384, local_size: int = 384,
                  beta: float = 0.5, violation_penalty: float = 0.0,
                  max_train_seconds: float | None = None, dev_fraction: float = 0.1,
-                 cache_max_mb: float = 1024, device: str = "auto",
+                 cache_max_mb: float = 1024, device: str = "auto", precision: str = "auto",
                  checkpoint_dir: str | None = None, resume: bool = False,
                  progress: bool = True, random_state: int = 0):
         self._set_shared(locals())
@@ -138,7 +138,7 @@ class HiAGM(_GlobalMethod):
                  n_filters: int = 100, node_dim: int = 64, output: str = "per-node",
                  recursive_penalty: float = 1e-6,
                  max_train_seconds: float | None = None, dev_fraction: float = 0.1,
-                 cache_max_mb: float = 1024, device: str = "auto",
+                 cache_max_mb: float = 1024, device: str = "auto", precision: str = "auto",
                  checkpoint_dir: str | None = None, resume: bool = False,
                  progress: bool = True, random_state: int = 0):
         self._set_shared(locals())

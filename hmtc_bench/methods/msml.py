@@ -96,7 +96,7 @@ class MSML(NeuralMethod):
                  n_filters: int = 128, hidden_size: int = 256, msfem: bool = True,
                  mlipm: bool = True, gate: bool = True, level_weights=None,
                  max_train_seconds: float | None = None, dev_fraction: float = 0.1,
-                 cache_max_mb: float = 1024, device: str = "auto",
+                 cache_max_mb: float = 1024, device: str = "auto", precision: str = "auto",
                  checkpoint_dir: str | None = None, resume: bool = False,
                  progress: bool = True, random_state: int = 0):
         self.encoder = encoder
@@ -124,6 +124,7 @@ class MSML(NeuralMethod):
         self.dev_fraction = dev_fraction
         self.cache_max_mb = cache_max_mb
         self.device = device
+        self.precision = precision
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.progress = progress
@@ -200,7 +201,7 @@ class FlatBERT(NeuralMethod):
                  lr_head: float = 3e-3, weight_decay: float = 0.01, warmup: float = 0.1,
                  patience: int = 2, dropout: float = 0.1, pooling: str = "mean",
                  max_train_seconds: float | None = None, dev_fraction: float = 0.1,
-                 cache_max_mb: float = 1024, device: str = "auto",
+                 cache_max_mb: float = 1024, device: str = "auto", precision: str = "auto",
                  checkpoint_dir: str | None = None, resume: bool = False,
                  progress: bool = True, random_state: int = 0):
         self.encoder = encoder
@@ -222,6 +223,7 @@ class FlatBERT(NeuralMethod):
         self.dev_fraction = dev_fraction
         self.cache_max_mb = cache_max_mb
         self.device = device
+        self.precision = precision
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.progress = progress

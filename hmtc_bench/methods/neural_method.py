@@ -40,7 +40,11 @@ cache_max_mb : float
     Memory for cached frozen states in top-k-cached mode; beyond it they go to a temporary
     file on disk.
 device : "auto", "cpu", "cuda", "cuda:1", ...
-    "auto": a GPU when there is one (bf16 autocast there), else the CPU.
+    "auto": a GPU when there is one, else the CPU.
+precision : "auto", "bf16" or "fp32"
+    "auto": bf16 autocast on a GPU, float32 on the CPU (deterministic); "bf16": bf16 autocast
+    on the CPU too (faster on CPUs with AMX or AVX512-BF16, see ``results/msml_speed.md``);
+    "fp32": float32 everywhere. Weights and optimizer state stay float32 in every case.
 checkpoint_dir : str or None
     Folder for checkpoints (safetensors + JSON, see ``neural.Checkpoint``); the fitted
     model can be reloaded with ``from_checkpoint``.
@@ -98,12 +102,19 @@ class NeuralMethod(HMTCMethod):
 
     def _trainer(self, neural, device, network):
         return neural.Trainer(
-            mode=self.train_mode if network.encoder.pretrained else "full", top_k_layers=self.top_k_layers, batch_size=self.batch_size,
+            mode=self.train_mode if network.encoder.pretrained else "full",
+            top_k_layers=self.top_k_layers, batch_size=self.batch_size,
             epochs=self.epochs, lr_encoder=self.lr_encoder, lr_head=self.lr_head,
             weight_decay=self.weight_decay, warmup=self.warmup, patience=self.patience,
             max_seconds=self.max_train_seconds, eval_batch_size=self._eval_batch_size(),
             cache_max_mb=self.cache_max_mb, seed=self.random_state, device=device,
-            progress=self.progress, desc=self._name())
+            precision=self.precision, progress=self.progress, desc=self._name())
+
+    @classmethod
+    def _param_defaults(cls) -> dict:
+        import inspect
+        return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
 
     def _eval_batch_size(self) -> int:
         return max(64, 2 * int(self.batch_size))
@@ -130,9 +141,11 @@ class NeuralMethod(HMTCMethod):
         config = self._checkpoint_config(hierarchy, max_length)
         if self.resume and checkpoint.train_state() is not None:
             saved = checkpoint.config()
+            defaults = self._param_defaults()  # for parameters added since it was written
             differ = sorted(k for k in set(saved["params"]) | set(config["params"])
                             if k not in RESUME_FREE
-                            and saved["params"].get(k) != config["params"].get(k))
+                            and saved["params"].get(k, defaults.get(k))
+                            != config["params"].get(k, defaults.get(k)))
             if saved["method"] != config["method"] or differ:
                 raise ValueError(f"cannot resume from {checkpoint.path}: it was written by "
                                  f"{saved['method']} with other parameters ({', '.join(differ)}); "
@@ -171,7 +184,8 @@ class NeuralMethod(HMTCMethod):
     def _predict_proba(self, texts) -> np.ndarray:
         from hmtc_bench.methods import neural
         ids = neural.tokenize(self.tokenizer_, texts, self.max_length_)
-        return neural.predict_proba(self.network_, ids, self.device_, self._eval_batch_size())
+        return neural.predict_proba(self.network_, ids, self.device_, self._eval_batch_size(),
+                                    precision=self.precision)
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
