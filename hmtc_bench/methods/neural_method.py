@@ -60,6 +60,7 @@ random_state : int
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import ClassVar
 
@@ -112,7 +113,6 @@ class NeuralMethod(HMTCMethod):
 
     @classmethod
     def _param_defaults(cls) -> dict:
-        import inspect
         return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
                 if p.default is not inspect.Parameter.empty}
 
