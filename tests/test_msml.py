@@ -212,7 +212,8 @@ def test_bf16_training_on_cpu(data):
     assert all(p.dtype == torch.float32 for p in method.network_.parameters())
     proba = method.predict_proba(data.test.texts)
     assert proba.dtype == np.float64 and np.isfinite(proba).all()
-    assert np.abs(proba - reference.predict_proba(data.test.texts)).max() < 0.1
+    difference = np.abs(proba - reference.predict_proba(data.test.texts)).max()
+    assert 0 < difference < 0.1  # bf16 was used (not the float32 model), and stayed close
     losses = [r["train_loss"] for r in method.train_state_["history"]]
     assert losses[-1] < losses[0]
     with pytest.raises(ValueError, match="precision"):
