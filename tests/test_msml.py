@@ -225,6 +225,18 @@ def test_dev_held_out_when_missing(data):
     assert "dev_micro_f1" in method.train_state_["history"][0]
 
 
+def test_patience_starts_once_a_dev_label_is_predicted(data, monkeypatch):
+    # dev micro-F1 0 means nothing was predicted yet: such epochs do not count against the
+    # patience; after the first positive score it counts as before
+    scores = iter([0.0, 0.0, 0.0, 0.5, 0.4, 0.3, 0.6, 0.6])
+    monkeypatch.setattr(neural, "micro_f1_at", lambda proba, Y, threshold=0.5: next(scores))
+    method = fit(tiny(epochs=8, patience=2), data)
+    state = method.train_state_
+    assert [r["dev_micro_f1"] for r in state["history"]] == [0.0, 0.0, 0.0, 0.5, 0.4, 0.3]
+    assert state["best_epoch"] == 4 and state["best_score"] == 0.5
+    assert state["stopped"] == "no dev improvement for 2 epochs"
+
+
 def test_top_k_modes_freeze_the_lower_layers(data):
     texts = list(data.train.texts)
     with neural.seeded(0, CPU):

@@ -696,7 +696,8 @@ class Trainer:
         and of the rest (the heads, and a word encoder trained from scratch)
     weight_decay : AdamW weight decay (not on biases and LayerNorm weights)
     warmup : share of the planned steps with a linear warm-up; linear decay to 0 afterwards
-    patience : epochs without a better dev micro-F1 before stopping
+    patience : epochs without a better dev micro-F1 before stopping; epochs before the model
+        predicts any dev label (micro-F1 0 so far) do not count
     max_seconds : time budget for caching and training (checked after each batch; None =
         no budget); the epoch in progress is evaluated and kept if best. A budget makes the
         result depend on the machine's speed.
@@ -884,7 +885,11 @@ class Trainer:
                                           n_frozen=n_frozen, precision=self.precision)
                     score = micro_f1_at(proba, Y_dev)
                     record["dev_micro_f1"] = score
-                    improved = state["best_score"] is None or score > state["best_score"]
+                    # while no dev label has been predicted yet (micro-F1 0 so far) the score
+                    # says nothing: such epochs do not count against the patience (a model
+                    # trained from scratch can sit at the label prior for several epochs)
+                    improved = (state["best_score"] is None or score > state["best_score"]
+                                or score == state["best_score"] == 0)
                 if improved:
                     state["best_score"] = record.get("dev_micro_f1")
                     state["best_epoch"] = epoch
