@@ -167,6 +167,8 @@ def leaderboard(
 def bench(
     grid_file: Annotated[str, typer.Argument(help="Grid file, e.g. baselines/quick.yaml.")],
     tracking_uri: TrackingUri = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List the cells still to run, run none.")] = False,
 ):
     """Run a grid of methods x parameters x datasets x seeds; finished cells are skipped."""
     try:
@@ -175,11 +177,11 @@ def bench(
         typer.echo(f"grid {grid.name}: {len(grid.pairs())} (dataset, configuration) pairs x "
                    f"{len(grid.seeds)} seeds x {len(grid.decode)} decodings = {grid.n_cells} "
                    "cells", err=True)
-        counts = run_grid(grid, tracking_uri)
+        counts = run_grid(grid, tracking_uri, dry_run=dry_run)
     except _user_errors() as err:
         _fail(str(err).strip("'\""))
     typer.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
-    if counts["failed"]:
+    if counts.get("failed"):
         raise typer.Exit(1)
 
 

@@ -132,8 +132,10 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_grid(grid: Grid, tracking_uri: str | None = None, quiet: bool = False) -> dict:
-    """Run every unfinished cell; returns counts of finished, skipped and failed cells."""
+def run_grid(grid: Grid, tracking_uri: str | None = None, quiet: bool = False,
+             dry_run: bool = False) -> dict:
+    """Run every unfinished cell; returns counts of finished, skipped (finished before) and
+    failed cells. ``dry_run``: run nothing, list and count the cells still to run."""
     from hmtc_bench.data import load_dataset
     from hmtc_bench.methods import inspect_method, make_method
     from hmtc_bench.runner import cell_key, run_decodings
@@ -141,7 +143,8 @@ def run_grid(grid: Grid, tracking_uri: str | None = None, quiet: bool = False) -
     say = (lambda m: None) if quiet else _say
     done = {r["cell_key"] for r in load_records(tracking_uri)
             if r.get("status") == "finished" and r.get("cell_key")}
-    counts = {"finished": 0, "skipped": 0, "failed": 0, "unavailable": 0}
+    counts = ({"to run": 0, "skipped": 0, "unavailable": 0} if dry_run else
+              {"finished": 0, "skipped": 0, "failed": 0, "unavailable": 0})
     total = grid.n_cells
     position = 0
     started = time.perf_counter()
@@ -166,6 +169,11 @@ def run_grid(grid: Grid, tracking_uri: str | None = None, quiet: bool = False) -
         position += skipped
         if not todo:
             say(f"[{position}/{total}] {label}: already finished, skipped")
+            continue
+        if dry_run:
+            counts["to run"] += len(todo)
+            position += len(todo)
+            say(f"[{position}/{total}] {label}: to run ({', '.join(todo)})")
             continue
         try:
             records = run_decodings(method, data, seed, params, todo, grid.threshold,

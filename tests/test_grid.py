@@ -93,6 +93,23 @@ def test_killed_grid_resumes_without_repeating(tmp_path):
     assert html.count("data:image/png;base64,") == 2 and "/runs/" in html
 
 
+def test_dry_run_lists_the_cells_still_to_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    grid = write(tmp_path / "g.yaml", GRID)
+    result = CliRunner().invoke(app, ["bench", str(grid), "--dry-run", "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    assert "12 to run, 0 skipped, 0 unavailable" in result.output
+    assert "[2/12] flat-svm {'max_features': 3000, 'C': 0.5} seed=0 on synthetic: to run " \
+           "(threshold, top-down)" in result.output
+    assert load_records(uri) == []                       # nothing ran
+    seed0 = write(tmp_path / "s0.yaml", GRID.replace("seeds: [0, 1, 2]", "seeds: [0]"))
+    assert CliRunner().invoke(app, ["bench", str(seed0), "--tracking-uri", uri]).exit_code == 0
+    result = CliRunner().invoke(app, ["bench", str(grid), "--dry-run", "--tracking-uri", uri])
+    assert "8 to run, 4 skipped, 0 unavailable" in result.output
+    assert "seed=0 on synthetic: already finished, skipped" in result.output
+    assert len(load_records(uri)) == 4
+
+
 def test_added_parameter_keeps_earlier_runs_identity():
     from hmtc_bench.leaderboard import leaderboard, render
     from hmtc_bench.runner import cell_key
