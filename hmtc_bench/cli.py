@@ -123,6 +123,10 @@ def _print_records(records: list[dict]) -> None:
             typer.echo(f"  {key:<{width}} {record['metrics'][key]:.4f}")
         typer.echo(f"  {'fit_seconds':<{width}} {record['fit_seconds']:.1f}")
         typer.echo(f"  {'predict_seconds':<{width}} {record['predict_seconds']:.1f}")
+        training = record.get("training")
+        if training:
+            typer.echo(f"  {'training':<{width}} best epoch {training['best_epoch']} of "
+                       f"{training['epochs_run']} ({training['stopped']})")
 
 
 @app.command()

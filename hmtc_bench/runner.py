@@ -141,6 +141,10 @@ def run_decodings(method: str, dataset: str | Dataset, seed: int, params: dict |
         estimator.fit(data.train.texts, data.train.Y, data.hierarchy,
                       dev=(data.dev.texts, data.dev.Y))
         fit_seconds = time.perf_counter() - start
+        training = training_summary(getattr(estimator, "train_state_", None))
+        if training is not None:
+            for record in records:
+                record["training"] = training
         _say(f"  fitted in {fit_seconds:.1f} s; predicting {len(data.test)} test documents ...",
              quiet)
         start = time.perf_counter()
@@ -163,6 +167,18 @@ def run_decodings(method: str, dataset: str | Dataset, seed: int, params: dict |
             if track:
                 record["run_id"] = _log(record, tracking_uri)
     return records
+
+
+def training_summary(state: dict | None) -> dict | None:
+    """The part of a neural method's training state (``train_state_``) a run record keeps:
+    epochs run, best epoch and its dev micro-F1, why training stopped, and the per-epoch
+    history (train loss, dev micro-F1, seconds). None for methods without one."""
+    if not state:
+        return None
+    return {"epochs_run": int(state["epoch"]), "best_epoch": int(state["best_epoch"]),
+            "best_dev_micro_f1": state.get("best_score"),
+            "stopped": state.get("stopped") or "all epochs run",
+            "history": [dict(r) for r in state.get("history", [])]}
 
 
 def _log(record: dict, tracking_uri: str | None) -> str:

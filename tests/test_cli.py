@@ -75,6 +75,7 @@ def test_run_is_in_the_mlflow_store(store):
     records = [r for r in load_records(store) if r["method"] == "flat-svm"]
     assert records and records[0]["metrics"]["hier_f1"] > 0
     assert records[0]["params"]["C"] == "0.5"
+    assert records[0]["training"] is None  # no epochs to report
     import mlflow
     mlflow.set_tracking_uri(store)
     artifacts = {a.path for a in mlflow.tracking.MlflowClient().list_artifacts(records[0]["run_id"])}

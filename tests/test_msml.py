@@ -237,6 +237,35 @@ def test_patience_starts_once_a_dev_label_is_predicted(data, monkeypatch):
     assert state["stopped"] == "no dev improvement for 2 epochs"
 
 
+def test_run_records_the_training_history(data, tmp_path, capsys):
+    import mlflow
+    from hmtc_bench.cli import _print_records
+    from hmtc_bench.runner import run
+    from hmtc_bench.tracking import TRAINING_FIELDS, load_records
+    uri = f"sqlite:///{tmp_path / 'runs.db'}"
+    record = run("msml", data, params={**MSML.get_test_params(), "epochs": 3, "patience": 1},
+                 tracking_uri=uri, quiet=True)
+    training = record["training"]
+    history = training["history"]
+    assert 1 <= training["best_epoch"] <= training["epochs_run"] == len(history) <= 3
+    assert [r["epoch"] for r in history] == list(range(1, len(history) + 1))
+    assert training["best_dev_micro_f1"] == max(r["dev_micro_f1"] for r in history)
+    assert training["stopped"] in ("all epochs run", "no dev improvement for 1 epochs")
+    _print_records([record])
+    assert (f"best epoch {training['best_epoch']} of {training['epochs_run']} "
+            f"({training['stopped']})") in capsys.readouterr().out
+    # read back: the summary from the run's tags, the curves from its metric history, and
+    # the training curves stay out of the run's metrics (the leaderboard's columns)
+    stored = load_records(uri)[0]
+    assert stored["training"] == {k: training[k] for k in TRAINING_FIELDS}
+    assert not any(k.startswith("training.") for k in stored["metrics"])
+    mlflow.set_tracking_uri(uri)
+    curve = mlflow.tracking.MlflowClient().get_metric_history(stored["run_id"],
+                                                              "training.train_loss")
+    assert sorted((m.step, m.value) for m in curve) == [(r["epoch"], r["train_loss"])
+                                                        for r in history]
+
+
 def test_top_k_modes_freeze_the_lower_layers(data):
     texts = list(data.train.texts)
     with neural.seeded(0, CPU):

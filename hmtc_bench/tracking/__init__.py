@@ -16,6 +16,9 @@ from pathlib import Path
 DEFAULT_DB = Path("results") / "mlflow.db"
 PARAM_PREFIX = "param."
 RECORD_FIELDS = ("method", "dataset", "seed", "decode", "threshold")
+TRAINING_PREFIX = "training."
+TRAINING_FIELDS = ("epochs_run", "best_epoch", "best_dev_micro_f1", "stopped")
+HISTORY_FIELDS = ("train_loss", "dev_micro_f1", "seconds")
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -66,7 +69,10 @@ def log_run(record: dict, uri: str | None = None, plot: bool = True) -> str:
     Parameters are the resolved method parameters (``param.NAME``) and the run's identity
     fields; every number in ``record["metrics"]`` and the timings are metrics; hashes, seed,
     decoding policy, versions, git commit and status are tags; the record itself
-    (``record.json``) and a per-level F1 plot are artifacts.
+    (``record.json``) and a per-level F1 plot are artifacts. A neural method's training
+    summary (``record["training"]``) goes into ``training.*`` tags (epochs run, best epoch,
+    its dev micro-F1, why it stopped) and its per-epoch curves into ``training.*`` metrics,
+    one step per epoch.
     """
     uri = resolve_uri(uri)
     mlflow = _mlflow(uri)
@@ -82,6 +88,9 @@ def log_run(record: dict, uri: str | None = None, plot: bool = True) -> str:
     tags.update({f"version.{k}": v for k, v in record.get("versions", {}).items()})
     if record.get("error"):
         tags["error"] = record["error"][:5000]
+    training = record.get("training")
+    if training:
+        tags.update({TRAINING_PREFIX + k: str(training[k]) for k in TRAINING_FIELDS})
     run = client.create_run(experiment_id, tags=tags)
     run_id = run.info.run_id
     from mlflow.entities import Metric, Param
@@ -92,6 +101,10 @@ def log_run(record: dict, uri: str | None = None, plot: bool = True) -> str:
                   if record.get(k) is not None}}
     metrics = [Metric(k, float(v), 0, 0) for k, v in numbers.items()
                if isinstance(v, (int, float)) and math.isfinite(v)]
+    # the training curves: one step per epoch
+    for epoch in (training or {}).get("history", []):
+        metrics += [Metric(TRAINING_PREFIX + k, float(v), 0, int(epoch["epoch"]))
+                    for k, v in epoch.items() if k in HISTORY_FIELDS and v is not None]
     client.log_batch(run_id, metrics=metrics, params=params)
     with tempfile.TemporaryDirectory() as tmp:
         record_path = Path(tmp) / "record.json"
@@ -153,7 +166,7 @@ def load_records(uri: str | None = None, dataset: str | None = None) -> list[dic
 def _record_of(run) -> dict:
     params = run.data.params
     tags = run.data.tags
-    metrics = dict(run.data.metrics)
+    metrics = {k: v for k, v in run.data.metrics.items() if not k.startswith(TRAINING_PREFIX)}
     timings = {k: metrics.pop(k, None) for k in ("fit_seconds", "predict_seconds",
                                                   "peak_memory_mb")}
     return {
@@ -173,6 +186,7 @@ def _record_of(run) -> dict:
         "experiment_id": run.info.experiment_id,
         "error": tags.get("error"),
         "metrics": metrics,
+        "training": _training_of(tags),
         **timings,
         "start_time": run.info.start_time,
     }
@@ -210,3 +224,16 @@ def serve_ui(uri: str | None = None, port: int = 5000) -> int:
             return process.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _training_of(tags: dict) -> dict | None:
+    """The training summary of a run (``runner.training_summary`` without the history,
+    which is in the run's metric history and its record.json); None for methods without."""
+    if TRAINING_PREFIX + "best_epoch" not in tags:
+        return None
+    training = {k: tags.get(TRAINING_PREFIX + k) for k in TRAINING_FIELDS}
+    for key in ("epochs_run", "best_epoch"):
+        training[key] = int(training[key])
+    best = training["best_dev_micro_f1"]
+    training["best_dev_micro_f1"] = None if best in (None, "None") else float(best)
+    return training
