@@ -90,7 +90,8 @@ def log_run(record: dict, uri: str | None = None, plot: bool = True) -> str:
         tags["error"] = record["error"][:5000]
     training = record.get("training")
     if training:
-        tags.update({TRAINING_PREFIX + k: str(training[k]) for k in TRAINING_FIELDS})
+        tags.update({TRAINING_PREFIX + k: str(training[k]) for k in TRAINING_FIELDS
+                     if training[k] is not None})
     run = client.create_run(experiment_id, tags=tags)
     run_id = run.info.run_id
     from mlflow.entities import Metric, Param
@@ -234,6 +235,6 @@ def _training_of(tags: dict) -> dict | None:
     training = {k: tags.get(TRAINING_PREFIX + k) for k in TRAINING_FIELDS}
     for key in ("epochs_run", "best_epoch"):
         training[key] = int(training[key])
-    best = training["best_dev_micro_f1"]
-    training["best_dev_micro_f1"] = None if best in (None, "None") else float(best)
+    best = training["best_dev_micro_f1"]  # absent when trained without a dev set
+    training["best_dev_micro_f1"] = None if best is None else float(best)
     return training
