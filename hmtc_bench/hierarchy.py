@@ -15,10 +15,12 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
+from hmtc_bench.errors import HMTCError
+
 ROOT = "Root"
 
 
-class HierarchyError(ValueError):
+class HierarchyError(HMTCError, ValueError):
     """A label hierarchy that cannot be built; the message names the file, line and label."""
 
 

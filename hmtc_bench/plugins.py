@@ -6,8 +6,10 @@ import difflib
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
+from hmtc_bench.errors import HMTCError
 
-class UnknownNameError(ValueError):
+
+class UnknownNameError(HMTCError, ValueError):
     """A method or dataset name that is not registered; the message suggests close names."""
 
 

@@ -19,6 +19,8 @@ import inspect
 
 import numpy as np
 
+from hmtc_bench.errors import ParameterError
+
 FAMILIES = ("flat", "local", "global")
 
 DEFAULT_TAGS = {
@@ -38,6 +40,10 @@ class HMTCMethod:
     hyper-parameters stored under the same names, ``_fit`` and ``_predict_proba``."""
 
     TAGS: dict = {}
+    # Parameters added after runs were recorded, with the value that keeps the earlier
+    # behaviour: at that value a run's identity leaves the parameter out, so the runs recorded
+    # before it existed stay the same configuration (see ``hmtc_bench.record``).
+    ADDED_PARAMS: dict = {}
 
     # ------------------------------------------------------------------ params
     @classmethod
@@ -53,10 +59,15 @@ class HMTCMethod:
         valid = self._param_names()
         for key, value in params.items():
             if key not in valid:
-                raise ValueError(f"{type(self).__name__} has no parameter {key!r}; "
+                raise ParameterError(f"{type(self).__name__} has no parameter {key!r}; "
                                  f"valid: {', '.join(valid)}")
             setattr(self, key, value)
         return self
+
+    def omitted_params(self) -> list[str]:
+        """The added parameters (``ADDED_PARAMS``) now at their earlier-behaviour value."""
+        params = self.get_params()
+        return sorted(k for k, v in self.ADDED_PARAMS.items() if k in params and params[k] == v)
 
     def clone(self) -> "HMTCMethod":
         return type(self)(**self.get_params())
