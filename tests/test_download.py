@@ -227,5 +227,5 @@ def test_the_source_table():
             "rcv1.topics.hier.orig"} <= names
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        from hmtc_bench.data.rcv1 import HIERARCHY, QRELS, TOKENS
+        from hmtc_bench.data.formats.lyrl2004 import HIERARCHY, QRELS, TOKENS
         assert all(TOKENS.match(n) or QRELS.match(n) or HIERARCHY.match(n) for n in names)

@@ -1,11 +1,14 @@
+import ast
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 
 from conftest import shared, write
 from hmtc_bench.data import DataError, RepairWarning, load_dataset
-from hmtc_bench.data.readers import DecodeWarning, detect_format, read_folder
+from hmtc_bench.data.formats import detect_format, read_folder
+from hmtc_bench.data.toolkit import DecodeWarning
 
 TAXONOMY = "Root\tA\tB\nA\tA1\tA2\nB\tB1\n"
 
@@ -125,7 +128,8 @@ def test_generic_jsonl_and_csv_paths(tmp_path):
 
 def test_csv_errors(tmp_path):
     write(tmp_path / "data.csv", "id,body\n1,x\n")
-    with pytest.raises(DataError, match=r"data.csv, line 1: missing CSV columns \['labels', 'text'\]"):
+    with pytest.raises(DataError,
+                       match=r"data.csv, line 1: missing CSV columns \['labels', 'text'\]"):
         read_folder(tmp_path)
     write(tmp_path / "data.csv", "id,text,labels\n1,hello,A/B\n2,,A/B\n")
     with pytest.raises(DataError, match="line 3: empty text"):
@@ -151,3 +155,59 @@ def test_real_rcv1_dev_as_is():
     assert card["labels_per_document"] == pytest.approx(3.20, abs=0.01)
     assert card["multi_path_share"] == pytest.approx(726 / 2316, abs=1e-3)
     assert "research" in card["licence"]
+
+
+def data_import_graph(root: Path) -> dict[str, set[str]]:
+    """Module -> the modules of ``hmtc_bench.data`` it imports, from the source of every module
+    under ``root`` (the ``hmtc_bench/data`` folder), imports inside functions included."""
+    modules = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{path}, line {node.lineno}: relative import"
+                if node.module in modules:
+                    targets.add(node.module)
+                targets |= {f"{node.module}.{a.name}" for a in node.names} & set(modules)
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names} & set(modules)
+        graph[name] = targets - {name}
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a list of modules, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node):
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                return path[path.index(target):] + [target]
+            if target not in state and (found := visit(target)):
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_data_modules_import_no_circle():
+    import hmtc_bench.data
+    graph = data_import_graph(Path(hmtc_bench.data.__file__).parent)
+    assert "hmtc_bench.data.formats.hiagm" in graph["hmtc_bench.data.formats"]
+    assert "hmtc_bench.data.toolkit" in graph["hmtc_bench.data.formats.hiagm"]
+    assert import_cycle(graph) is None, " -> ".join(import_cycle(graph))
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    formats = {m for m in graph if m.startswith("hmtc_bench.data.formats")}
+    assert not graph["hmtc_bench.data.toolkit"] & formats  # the toolkit imports no format

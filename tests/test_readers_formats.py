@@ -12,7 +12,7 @@ import pytest
 
 from conftest import write
 from hmtc_bench.data import DataError, load_dataset
-from hmtc_bench.data.readers import detect_format, read_folder
+from hmtc_bench.data.formats import detect_format, read_folder
 
 
 def _gz(path, text):
@@ -84,7 +84,8 @@ def test_lyrl2004_reads_the_distribution(tmp_path):
 
 
 def test_lyrl2004_partial_test_parts_warn_and_are_recorded(tmp_path):
-    from hmtc_bench.data.rcv1 import PartialWarning, read_lyrl2004
+    from hmtc_bench.data.formats.lyrl2004 import PartialWarning
+    from hmtc_bench.data.formats.lyrl2004 import read as read_lyrl2004
     folder = lyrl_folder(tmp_path, parts=(0, 2), gz=False)
     with pytest.warns(PartialWarning, match=r"only test parts \[0, 2\]"):
         data = read_folder(folder)
@@ -356,7 +357,7 @@ def test_nyt_articles_by_id_lists(tmp_path):
 
 
 def test_nyt_vocab_restricts_labels_and_skips_are_counted(tmp_path):
-    from hmtc_bench.data.nyt import SkippedWarning
+    from hmtc_bench.data.formats.nyt import SkippedWarning
     folder, ids = nyt_folder(tmp_path)
     write(folder / "nyt_label.vocab", "Top/News\nTop/News/Business\nTop/News/Sports\n")
     write(folder / "Nytimes" / "2003" / f"{ids[1]}.xml", nitf(ids[1], NYT_PATHS[0], []))
@@ -407,7 +408,8 @@ def book(i, topics=None, body=None):
     body = body if body is not None else f"Blurb {i}: a story of love &amp; loss & more."
     return (f'<book date="2018-03-2{i % 10}" xml:lang="en">\n<title>Title {i}</title>\n'
             f"<body>{body}\nSecond line.</body>\n<copyright>(c) Penguin Random House</copyright>\n"
-            f"<metadata>\n<topics>{topics or BGC_TOPICS[i % 3]}</topics>\n<author>A. Writer</author>\n"
+            f"<metadata>\n<topics>{topics or BGC_TOPICS[i % 3]}</topics>\n"
+            f"<author>A. Writer</author>\n"
             f"<published>2012-08-07</published>\n<page_num>288 Pages</page_num>\n"
             f"<isbn>97806063{i:05d}</isbn>\n<url>https://www.penguinrandomhouse.com/books/{i}/</url>\n"
             f"</metadata>\n</book>\n")
@@ -470,7 +472,7 @@ U.S. Dollar (DLR)
 **Commodity Codes (3)
 
 COCOA
-COTTON 
+COTTON\x20
 GRAIN
 
 **Energy Codes (1)
@@ -506,7 +508,8 @@ def reuters_sgml(first, n, extra=""):
     for k in range(first, first + n):
         split = "TEST" if k % 4 == 3 else "TRAIN"
         kind = "BRIEF" if k % 10 == 7 else ""
-        docs.append(reuters_doc(k, split, REUTERS_TOPICS[k % 5], f"Body of {k} &amp; co.", kind=kind))
+        docs.append(reuters_doc(k, split, REUTERS_TOPICS[k % 5], f"Body of {k} &amp; co.",
+                                kind=kind))
     docs.append(reuters_doc(first + n, "NOT-USED", ["cocoa"], "unused"))
     docs.append(reuters_doc(first + n + 1, "TRAIN", ["cocoa"], "no topics flag", topics_attr="NO"))
     return '<!DOCTYPE lewis SYSTEM "lewis.dtd">\n' + "".join(docs) + extra
@@ -558,7 +561,7 @@ def test_reuters_sgml_modapte(tmp_path):
 
 
 def test_reuters_topic_choices(tmp_path):
-    from hmtc_bench.data.reuters import read_reuters21578
+    from hmtc_bench.data.formats.reuters21578 import read as read_reuters21578
     tarball = reuters_tarball(tmp_path / "reuters21578.tar.gz", reuters_files())
     assert len(read_reuters21578(tarball, topics="all").hierarchy) == 7 + 4
     r90 = read_reuters21578(tarball, topics="r90")
@@ -598,11 +601,13 @@ def test_reuters_not_a_tarball(tmp_path):
 
 # ---------------------------------------------------------------------- refusing other formats
 def test_each_reader_refuses_what_is_not_its_format(tmp_path):
-    from hmtc_bench.data.bgc import read_bgc
-    from hmtc_bench.data.nyt import read_nyt
-    from hmtc_bench.data.rcv1 import read_lyrl2004
-    from hmtc_bench.data.reuters import read_reuters21578
-    from hmtc_bench.data.wos import read_label_ids_folder, read_wos_data, read_wos_xy
+    from hmtc_bench.data.formats.bgc import read as read_bgc
+    from hmtc_bench.data.formats.lyrl2004 import read as read_lyrl2004
+    from hmtc_bench.data.formats.nyt import read as read_nyt
+    from hmtc_bench.data.formats.relaclass import read as read_label_ids_folder
+    from hmtc_bench.data.formats.reuters21578 import read as read_reuters21578
+    from hmtc_bench.data.formats.wos_data import read as read_wos_data
+    from hmtc_bench.data.formats.wos_xy import read as read_wos_xy
     folder = label_id_folder(tmp_path / "ids")
     for reader, message in [
         (read_lyrl2004, r"rcv1.topics.hier.orig is missing"),
@@ -618,7 +623,7 @@ def test_each_reader_refuses_what_is_not_its_format(tmp_path):
         read_label_ids_folder(bgc_folder(tmp_path / "bgc"))
     write(tmp_path / "wrong" / "rcv1.topics.hier.orig", "Root\tCCAT\n")
     with pytest.raises(DataError, match=r"line 1: expected 'parent: CODE child: CODE"):
-        from hmtc_bench.data.rcv1 import read_topic_hierarchy
+        from hmtc_bench.data.formats.lyrl2004 import read_topic_hierarchy
         read_topic_hierarchy(tmp_path / "wrong" / "rcv1.topics.hier.orig")
     write(tmp_path / "notbgc" / "BlurbGenreCollection_EN_train.txt", "just text\n")
     write(tmp_path / "notbgc" / "BlurbGenreCollection_EN_test.txt", "just text\n")

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import shared
 from hmtc_bench.data import load_dataset
-from hmtc_bench.data.readers import detect_format
+from hmtc_bench.data.formats import detect_format
 
 
 def _load(path):
@@ -71,7 +71,7 @@ def test_reuters21578_modapte(which):
 
 
 def test_reuters21578_r90():
-    from hmtc_bench.data.reuters import read_reuters21578
+    from hmtc_bench.data.formats.reuters21578 import read as read_reuters21578
     data = read_reuters21578(shared("reuters21578"), topics="r90")
     assert len(data.hierarchy.labels_at_level(2)) == 90
     assert (len(data.train) + len(data.dev), len(data.test)) == (7770, 3019)

@@ -3,6 +3,10 @@
 ``load_dataset(name_or_path)`` takes a registered name (entry-point group
 ``hmtc_bench.datasets``: ``icd10cm``, ``synthetic``, and third-party ones) or a folder whose
 format is recognised from its files.
+
+Modules: ``dataset`` (the contract: ``Dataset``, ``Split``, ``build_split``, ``DataError``),
+``toolkit`` (what the readers share), ``formats`` (one module per on-disk format, listed in
+``formats.FORMATS``), ``icd10cm`` and ``synthetic`` (registered datasets), ``download``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hmtc_bench.data.dataset import DataError, Dataset, RepairWarning, Split, build_split
+from hmtc_bench.data.toolkit import DEFAULT_SEED, DecodeWarning
 from hmtc_bench.plugins import list_plugins, unknown
 
 GROUP = "hmtc_bench.datasets"
@@ -32,12 +37,12 @@ def load_dataset(name_or_path: str = DEFAULT_DATASET, *, strict: bool = False,
         return registered[name_or_path].load()()
     path = Path(name_or_path)
     if path.exists():
-        from hmtc_bench.data.readers import DEFAULT_SEED, read_folder
+        from hmtc_bench.data.formats import read_folder
         return read_folder(path, strict=strict, seed=DEFAULT_SEED if seed is None else seed)
     if "/" in name_or_path or name_or_path.startswith("."):
         raise DataError(f"{name_or_path}: no such file or folder")
     raise unknown("dataset", name_or_path, registered)
 
 
-__all__ = ["DataError", "Dataset", "RepairWarning", "Split", "build_split", "list_datasets",
-           "load_dataset", "DEFAULT_DATASET"]
+__all__ = ["DataError", "Dataset", "DecodeWarning", "RepairWarning", "Split", "build_split",
+           "list_datasets", "load_dataset", "DEFAULT_DATASET"]

@@ -69,7 +69,8 @@ def generate(n_train: int = 1200, n_dev: int = 300, n_test: int = 500, seed: int
     label-specific words among them, noise words, document length."""
     unknown = set(params) - set(DEFAULTS)
     if unknown:
-        raise ValueError(f"unknown synthetic parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        raise ValueError(f"unknown synthetic parameters {sorted(unknown)}; "
+                         f"known: {sorted(DEFAULTS)}")
     p = {**DEFAULTS, **params}
     hierarchy = make_hierarchy(p["depth"], p["branching"], p["stop_prob"], seed)
     rng = np.random.default_rng(seed + 1)

@@ -1,4 +1,5 @@
-"""The New York Times Annotated Corpus (LDC2008T19): NITF XML articles, selected by id lists.
+"""``nyt``: the New York Times Annotated Corpus (LDC2008T19): NITF XML articles, selected by id
+lists.
 
 Input, as the HTC repositories (HiAGM, HiMatch, HGCLR, HPT) use it:
 
@@ -31,11 +32,11 @@ from collections import Counter
 from pathlib import Path
 
 from hmtc_bench.data.dataset import DataError, Dataset
-from hmtc_bench.data.readers import (DEFAULT_SEED, _make_dataset, _provenance, _Records,
-                                     _role, read_lines)
+from hmtc_bench.data.toolkit import (DEFAULT_SEED, Records, make_dataset, provenance,
+                                     read_lines, roles_by_name)
 from hmtc_bench.hierarchy import HierarchyError, LabelHierarchy
 
-FORMAT = "nyt"
+NAME = "nyt"
 LICENCE = "New York Times Annotated Corpus, LDC2008T19: LDC user agreement (licensed, not free)"
 VOCAB_FILE = "nyt_label.vocab"
 ID_LIST_SUFFIXES = (".json", ".txt", ".lst", ".list", ".ids")
@@ -46,7 +47,8 @@ class SkippedWarning(UserWarning):
     """Documents were left out (no text, or no kept label); counted in the card."""
 
 
-def matches(path: Path) -> bool:
+def recognise(path: Path) -> bool:
+    """A folder with ``nyt_label.vocab``, ``idnewnyt*`` lists, ``nyt_corpus/`` or NITF XML."""
     if not path.is_dir():
         return False
     names = [p.name for p in path.iterdir()]
@@ -154,17 +156,9 @@ class _Articles:
 
 
 def _id_lists(folder: Path) -> dict[str, Path]:
-    lists: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.suffix not in ID_LIST_SUFFIXES:
-            continue
-        role = _role(path.name)
-        if role is None:
-            continue
-        if role in lists:
-            raise DataError(f"{folder}: two id lists for the {role} split: "
-                            f"{lists[role].name} and {path.name}")
-        lists[role] = path
+    candidates = [path for path in sorted(folder.iterdir())
+                  if path.is_file() and path.suffix in ID_LIST_SUFFIXES]
+    lists = roles_by_name(candidates, folder, what="id lists", unnamed=None)
     if lists and not {"train", "test"} <= set(lists):
         raise DataError(f"{folder}: id lists for {sorted(lists)} only; need train and test "
                         "(e.g. idnewnyt_train.json, idnewnyt_test.json)")
@@ -201,8 +195,8 @@ def _read_vocab(path: Path) -> list[str]:
     return labels
 
 
-def read_nyt(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
-             name: str | None = None) -> Dataset:
+def read(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
+         name: str | None = None) -> Dataset:
     """Read NYT articles (selected by id lists when present) with taxonomic labels."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -230,7 +224,7 @@ def read_nyt(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SE
     skipped = Counter()
     by_role, all_paths = {}, []
     for role, items in selection.items():
-        records = _Records(str(lists.get(role, folder)))
+        records = Records(str(lists.get(role, folder)))
         for number, doc_id, _ in items:
             where, data = fetched[doc_id]
             xml_id, text, paths = parse_article(data, where)
@@ -260,7 +254,7 @@ def read_nyt(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SE
         warnings.warn(f"{folder}: left out {sum(skipped.values())} articles "
                       f"({dict(skipped)}), as the HTC repositories do", SkippedWarning,
                       stacklevel=2)
-    info = {"format": FORMAT, "path": str(folder),
+    info = {"format": NAME, "path": str(folder),
             "files": sorted(p.name for p in lists.values()) + ([VOCAB_FILE] if vocab else []),
             "articles_read": len(fetched),
             "selection": "id lists" if lists else "every article found",
@@ -269,7 +263,5 @@ def read_nyt(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SE
                       + (f", restricted to {VOCAB_FILE}" if vocab else "")}
     if skipped:
         info["articles_left_out"] = dict(skipped)
-    info.update(_provenance(folder))
-    if info["licence"] == "unknown":
-        info["licence"] = LICENCE
-    return _make_dataset(name or folder.name, hierarchy, by_role, strict, seed, info)
+    info.update(provenance(folder, LICENCE))
+    return make_dataset(name or folder.name, hierarchy, by_role, strict, seed, info)

@@ -1,4 +1,4 @@
-"""Reuters-21578, Distribution 1.0: the original SGML files, the ModApte split.
+"""``reuters21578``: Reuters-21578, Distribution 1.0: the original SGML files, the ModApte split.
 
 Input, as distributed (``reuters21578.tar.gz`` from UCI / David D. Lewis):
 
@@ -36,10 +36,10 @@ from collections import Counter
 from pathlib import Path
 
 from hmtc_bench.data.dataset import DataError, Dataset
-from hmtc_bench.data.readers import DEFAULT_SEED, _make_dataset, _provenance, _Records
+from hmtc_bench.data.toolkit import DEFAULT_SEED, Records, make_dataset, provenance
 from hmtc_bench.hierarchy import LabelHierarchy
 
-FORMAT = "reuters21578"
+NAME = "reuters21578"
 CATEGORIES_FILE = "cat-descriptions_120396.txt"
 TOPICS_FILE = "all-topics-strings.lc.txt"
 SGML_NAME = re.compile(r"reut2-\d{3}\.sgm$")
@@ -59,7 +59,7 @@ _CODE_IN_PARENS = re.compile(r"\(([A-Za-z0-9.-]+)\)\s*$")
 _BARE_CODE = re.compile(r"^[A-Za-z0-9.-]+$")
 
 
-def matches(path: Path) -> bool:
+def recognise(path: Path) -> bool:
     """True for the tarball or a folder with ``reut2-*.sgm`` files or the tarball."""
     if path.is_file():
         return bool(TARBALL_NAME.search(path.name))
@@ -207,8 +207,8 @@ def _parse_sgml(where: str, data: bytes):
         pos = end
 
 
-def read_reuters21578(path: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
-                      name: str | None = None, topics: str = "used") -> Dataset:
+def read(path: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
+         name: str | None = None, topics: str = "used") -> Dataset:
     """Read Reuters-21578 (tarball, folder with it, or extracted folder): ModApte split,
     TOPICS grouped into a two-level tree by ``cat-descriptions_120396.txt``."""
     path = Path(path)
@@ -256,7 +256,7 @@ def read_reuters21578(path: str | Path, *, strict: bool = False, seed: int = DEF
     dropped = Counter()
     by_role = {}
     for role, items in docs.items():
-        records = _Records(prefix.rstrip(":/"))
+        records = Records(prefix.rstrip(":/"))
         for file_name, line, newid, text, doc_topics in items:
             labels = [t for t in doc_topics if t in kept]
             if not labels:
@@ -274,7 +274,7 @@ def read_reuters21578(path: str | Path, *, strict: bool = False, seed: int = DEF
     hierarchy = LabelHierarchy.from_edges([e for e in edges if e[1] in wanted],
                                           tree=True, source=CATEGORIES_FILE)
     folder = path if path.is_dir() else path.parent
-    info = {"format": FORMAT, "path": str(path),
+    info = {"format": NAME, "path": str(path),
             "files": [n for n in files if not SGML_NAME.search(n)] + [
                 f"{sum(1 for n in files if SGML_NAME.search(n))} reut2-*.sgm files"],
             "split_name": "ModApte",
@@ -286,10 +286,8 @@ def read_reuters21578(path: str | Path, *, strict: bool = False, seed: int = DEF
             "text": "title + body; SGML entities decoded, control characters removed"}
     if dropped:
         info["documents_without_kept_topics_left_out"] = dict(dropped)
-    info.update(_provenance(folder))
-    if info["licence"] == "unknown":
-        info["licence"] = LICENCE
-    return _make_dataset(name or _name_of(path), hierarchy, by_role, strict, seed, info)
+    info.update(provenance(folder, LICENCE))
+    return make_dataset(name or _name_of(path), hierarchy, by_role, strict, seed, info)
 
 
 def _name_of(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""RCV1-V2 in the raw LYRL2004 distribution (Lewis, Yang, Rose and Li, JMLR 5, 2004).
+"""``lyrl2004``: RCV1-V2 in the raw LYRL2004 distribution (Lewis, Yang, Rose and Li, JMLR 5,
+2004).
 
 Input, the online appendices of the paper as distributed (each file plain or ``.gz``):
 
@@ -26,11 +27,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hmtc_bench.data.dataset import DataError, Dataset
-from hmtc_bench.data.readers import (DEFAULT_SEED, DecodeWarning, _make_dataset, _provenance,
-                                     _Records)
+from hmtc_bench.data.toolkit import DEFAULT_SEED, Records, make_dataset, provenance, read_lines
 from hmtc_bench.hierarchy import HierarchyError, LabelHierarchy
 
-FORMAT = "lyrl2004"
+NAME = "lyrl2004"
 LICENCE = ("RCV1: Reuters copyright; research use under the Reuters / NIST agreement "
            "(LYRL2004 appendices: JMLR)")
 TOKENS = re.compile(r"^lyrl2004_tokens_(train|test_pt([0-3]))\.dat(\.gz)?$")
@@ -43,7 +43,8 @@ class PartialWarning(UserWarning):
     """Not every part of a corpus was present; what was read is recorded in the card."""
 
 
-def matches(path: Path) -> bool:
+def recognise(path: Path) -> bool:
+    """A folder with a ``lyrl2004_tokens_*.dat[.gz]`` file."""
     return path.is_dir() and any(TOKENS.match(p.name) for p in path.iterdir())
 
 
@@ -54,25 +55,11 @@ def _open(path: Path):
 def _lines(path: Path, strict: bool) -> Iterable[tuple[int, str]]:
     """(number, text) of each line of a plain or gzipped file; invalid UTF-8 replaced with
     one warning, or refused under ``strict``."""
-    bad, first_bad = 0, None
     try:
-        with _open(path) as handle:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    if strict:
-                        raise DataError(f"{path}, line {number}: invalid UTF-8 at byte "
-                                        f"{err.start} (strict mode)") from None
-                    bad += 1
-                    first_bad = first_bad or number
-                    line = raw.decode("utf-8", errors="replace")
-                yield number, line.rstrip("\r\n")
+        for number, line in read_lines(path, strict, opener=_open):
+            yield number, line.rstrip("\r\n")
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         raise DataError(f"{path}: cannot read ({err})") from None
-    if bad:
-        warnings.warn(f"{path}: {bad} lines had invalid UTF-8, replaced with U+FFFD "
-                      f"(first: line {first_bad})", DecodeWarning, stacklevel=3)
 
 
 def read_topic_hierarchy(path: str | Path) -> tuple[LabelHierarchy, dict[str, str]]:
@@ -159,8 +146,8 @@ def _find(folder: Path, pattern: re.Pattern, what: str) -> Path:
     return found[0]
 
 
-def read_lyrl2004(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
-                  name: str | None = None, test_parts: Iterable[int] | None = None) -> Dataset:
+def read(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
+         name: str | None = None, test_parts: Iterable[int] | None = None) -> Dataset:
     """Read RCV1-V2 from the LYRL2004 token files, qrels and topic hierarchy.
 
     ``test_parts`` restricts the test split to some of the parts 0-3 (default: all that are
@@ -204,7 +191,7 @@ def read_lyrl2004(folder: str | Path, *, strict: bool = False, seed: int = DEFAU
     by_role = {}
     for role, items in docs.items():
         # one record set per split may span files: its lines read "N of FILE"
-        records = _Records(str(folder))
+        records = Records(str(folder))
         for path, line, doc_id, text in items:
             labels = topics.get(doc_id)
             if not labels:
@@ -214,11 +201,9 @@ def read_lyrl2004(folder: str | Path, *, strict: bool = False, seed: int = DEFAU
                 raise DataError(f"{path}, line {line}: document {doc_id} has no tokens")
             records.add(f"{line} of {path.name}", doc_id, text, labels)
         by_role[role] = records
-    info = {"format": FORMAT, "path": str(folder),
+    info = {"format": NAME, "path": str(folder),
             "files": [p.name for ps in token_files.values() for p in ps] + [qrels.name],
             "split_name": "LYRL2004", "test_parts": wanted_parts,
             "text": "LYRL2004 tokens (stemmed, stop words removed), joined with spaces"}
-    info.update(_provenance(folder))
-    if info["licence"] == "unknown":
-        info["licence"] = LICENCE
-    return _make_dataset(name or folder.name, hierarchy, by_role, strict, seed, info)
+    info.update(provenance(folder, LICENCE))
+    return make_dataset(name or folder.name, hierarchy, by_role, strict, seed, info)

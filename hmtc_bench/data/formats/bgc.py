@@ -1,4 +1,5 @@
-"""The Blurb Genre Collection, English (Aly, Remus and Biemann 2019; University of Hamburg).
+"""``bgc``: the Blurb Genre Collection, English (Aly, Remus and Biemann 2019; University of
+Hamburg).
 
 Input, as distributed (``blurbgenrecollectionen.zip``):
 
@@ -32,18 +33,19 @@ import re
 from pathlib import Path
 
 from hmtc_bench.data.dataset import DataError, Dataset
-from hmtc_bench.data.readers import (DEFAULT_SEED, _make_dataset, _provenance, _Records,
-                                     _role, read_lines)
+from hmtc_bench.data.toolkit import (DEFAULT_SEED, Records, make_dataset, provenance,
+                                     read_lines, roles_by_name)
 from hmtc_bench.hierarchy import HierarchyError, LabelHierarchy
 
-FORMAT = "bgc"
+NAME = "bgc"
 LICENCE = "BGC: CC BY-NC 4.0 (blurbs (c) Penguin Random House; non-commercial research use)"
 HIERARCHY_FILE = "hierarchy.txt"
 _FILE = re.compile(r"^BlurbGenreCollection.*\.txt$", re.IGNORECASE)
 _GENRE = re.compile(r"<d(\d+)>(.*?)</d\1>", re.DOTALL)
 
 
-def matches(path: Path) -> bool:
+def recognise(path: Path) -> bool:
+    """A folder with a ``BlurbGenreCollection*.txt`` file."""
     return path.is_dir() and any(_FILE.match(p.name) for p in path.iterdir())
 
 
@@ -122,8 +124,8 @@ def read_genre_hierarchy(path: Path) -> list[tuple[str, str, int]]:
     return edges
 
 
-def read_bgc(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
-             name: str | None = None) -> Dataset:
+def read(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
+         name: str | None = None) -> Dataset:
     """Read the Blurb Genre Collection folder (train / dev / test files and hierarchy.txt)."""
     folder = Path(folder)
     hier_path = folder / HIERARCHY_FILE
@@ -132,16 +134,7 @@ def read_bgc(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SE
                         "distribution)")
     edges = read_genre_hierarchy(hier_path)
     files = sorted(p for p in folder.iterdir() if p.is_file() and _FILE.match(p.name))
-    roles: dict[str, Path] = {}
-    for path in files:
-        role = _role(path.name)
-        if role is None:
-            raise DataError(f"{folder}: cannot tell which split {path.name} is (expected "
-                            "_train, _dev or _test in the name)")
-        if role in roles:
-            raise DataError(f"{folder}: two files for the {role} split: {roles[role].name} "
-                            f"and {path.name}")
-        roles[role] = path
+    roles = roles_by_name(files, folder, unnamed="(expected _train, _dev or _test in the name)")
     if not {"train", "test"} <= set(roles):
         raise DataError(f"{folder}: need BlurbGenreCollection_EN_train.txt and _test.txt, "
                         f"found {[p.name for p in files]}")
@@ -149,7 +142,7 @@ def read_bgc(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SE
     top_extra: list[str] = []
     by_role = {}
     for role, path in roles.items():
-        records = _Records(str(path))
+        records = Records(str(path))
         for number, isbn, _title, blurb, genres in read_books(path, strict):
             if not genres:
                 raise DataError(f"{path}, line {number}: book without genres in <topics>")
@@ -169,10 +162,8 @@ def read_bgc(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SE
                                               tree=False, source=str(hier_path))
     except HierarchyError as err:
         raise DataError(str(err)) from None
-    info = {"format": FORMAT, "path": str(folder),
+    info = {"format": NAME, "path": str(folder),
             "files": sorted(p.name for p in roles.values()) + [HIERARCHY_FILE],
             "text": "the blurb (<body>), entities decoded"}
-    info.update(_provenance(folder))
-    if info["licence"] == "unknown":
-        info["licence"] = LICENCE
-    return _make_dataset(name or folder.name, hierarchy, by_role, strict, seed, info)
+    info.update(provenance(folder, LICENCE))
+    return make_dataset(name or folder.name, hierarchy, by_role, strict, seed, info)
