@@ -60,7 +60,8 @@ def main(out=Path("results/evaluate_speed.json")):
     assert abs(micro - record["micro_f1"]) < 1e-9 and abs(macro - record["macro_f1"]) < 1e-9
     figures["metrics_in_record"] = len(record)
     figures["command"] = "python benchmarks/bench_evaluate.py"
-    figures["machine"] = f"{platform.processor() or platform.machine()}, python {sys.version.split()[0]}"
+    machine = platform.processor() or platform.machine()
+    figures["machine"] = f"{machine}, python {sys.version.split()[0]}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))

@@ -56,7 +56,6 @@ def make_hierarchy(seed: int = 0):
 def make_data(n: int, seed: int = 0):
     """Texts and the closed label matrix (n, 103)."""
     import numpy as np
-    import scipy.sparse as sp
     h = make_hierarchy(seed)
     L = len(h)
     rng = np.random.default_rng(seed + 1)
@@ -163,7 +162,8 @@ def run_one(method: str, n: int, n_jobs: int, seed: int) -> dict:
         "classifiers_s": round(model.fit_seconds_["classifiers"], 2),
         "predict_10k_s": round(predict_s, 2),
         "peak_rss_tree_gib": round(peak_sampled / gib, 3),
-        "maxrss_self_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / gib, 3),
+        "maxrss_self_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / gib,
+                                 3),
         "maxrss_children_gib": round(
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / gib, 3),
     }

@@ -6,7 +6,7 @@ decodes at threshold 0.5 and top-down; writes every metric to a JSON file. Run i
 after a change and compare the files (``--compare OLD.json``: exit 1 on any difference)::
 
     python benchmarks/method_fingerprint.py --out results/method_fingerprint.json
-    python benchmarks/method_fingerprint.py --out /tmp/after.json --compare results/method_fingerprint.json
+    python benchmarks/method_fingerprint.py --out /tmp/after.json --compare OLD.json
 """
 
 from __future__ import annotations
