@@ -1,12 +1,12 @@
 """Local methods side by side with HiClass 5.0.8 on 20 Newsgroups (bydate).
 
-Both get the same TF-IDF matrix (``hmtc_bench.methods.features.make_vectorizer`` with the
-methods' defaults, fitted once on the training texts) and the same base estimator with the
-same settings; both fit with BLAS limited to one thread per fit (see below). Reported per
-(estimator, method, n_jobs): hierarchical F1 (Kiritchenko), micro- and macro-F1 computed by
-``hmtc_bench.evaluation.metrics`` on the predictions of both, and the fit and predict
-seconds of the classifiers (vectorizing excluded for both; it is reported once), the best
-of ``--repeats`` runs.
+Both get the same TF-IDF matrix (``hmtc_bench.methods.classical.features.make_vectorizer``
+with the methods' defaults, fitted once on the training texts) and the same base estimator
+with the same settings; both fit with BLAS limited to one thread per fit (see below).
+Reported per (estimator, method, n_jobs): hierarchical F1 (Kiritchenko), micro- and macro-F1
+computed by ``hmtc_bench.evaluation.metrics`` on the predictions of both, and the fit and
+predict seconds of the classifiers (vectorizing excluded for both; it is reported once), the
+best of ``--repeats`` runs.
 
 HiClass lives in its own virtual environment (its pins may clash with ours):
 
@@ -46,7 +46,8 @@ HICLASS_CLASSES = {"local-node": "LocalClassifierPerNode",
                    "local-parent": "LocalClassifierPerParentNode",
                    "local-level": "LocalClassifierPerLevel"}
 
-# the same estimator settings on both sides (ours: hmtc_bench.methods.features.ESTIMATORS)
+# the same estimator settings on both sides
+# (ours: hmtc_bench.methods.classical.features.ESTIMATORS)
 ESTIMATOR_SETTINGS = {
     "svm": {"C": 1.0, "dual": True, "tol": 1e-4, "max_iter": 1000},
     "logreg": {"C": 1.0, "solver": "lbfgs", "tol": 1e-4, "max_iter": 1000},
@@ -213,7 +214,7 @@ def main(argv=None) -> None:
     from hmtc_bench.data.newsgroups import load
     from hmtc_bench.evaluation.decoding import decode
     from hmtc_bench.methods import get_method
-    from hmtc_bench.methods.features import make_vectorizer
+    from hmtc_bench.methods.classical.features import make_vectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
     for cls in (LinearSVC, LogisticRegression):   # ours fit these classes in this process

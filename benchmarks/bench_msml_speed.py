@@ -42,8 +42,11 @@ import numpy as np
 import torch
 
 from hmtc_bench.data import load_dataset
-from hmtc_bench.methods import neural
-from hmtc_bench.methods.msml_model import FlatNet, MSMLNet, kernel_schedule
+from hmtc_bench.methods.neural.devices import autocast
+from hmtc_bench.methods.neural.encoders import EncoderStack, load_encoder
+from hmtc_bench.methods.neural.flat_bert_net import FlatNet
+from hmtc_bench.methods.neural.msml_net import MSMLNet, kernel_schedule
+from hmtc_bench.methods.neural.training import Trainer
 
 SETTINGS = [
     # name, train mode, attention dropout (None: the encoder's own), top k (None: --top-k),
@@ -65,8 +68,8 @@ def _suffix(precision: str) -> str:
 
 
 def build(model_name: str, hierarchy, attention_dropout):
-    _, encoder = neural.load_encoder("default", attention_dropout=attention_dropout)
-    stack = neural.EncoderStack(encoder)
+    _, encoder = load_encoder("default", attention_dropout=attention_dropout)
+    stack = EncoderStack(encoder)
     if model_name.startswith("msml"):
         filters = int(model_name[len("msml-f"):]) if model_name.startswith("msml-f") else 128
         columns = [hierarchy.level_columns(k) for k in range(1, hierarchy.depth + 1)]
@@ -89,7 +92,7 @@ def make_batches(n_batches: int, batch_size: int, length: int, n_labels: int, se
 def time_training(network, mode: str, top_k: int, batches,
                   precision: str = "fp32") -> tuple[float, float | None]:
     """(training examples/s, cache-building examples/s or None), the first batch a warm-up."""
-    trainer = neural.Trainer(mode=mode, top_k_layers=top_k, precision=precision,
+    trainer = Trainer(mode=mode, top_k_layers=top_k, precision=precision,
                              progress=False)
     n_frozen = trainer.n_frozen(network)
     optimizer = trainer.optimizer(network, n_frozen)
@@ -98,7 +101,7 @@ def time_training(network, mode: str, top_k: int, batches,
     if mode == "top-k-cached":
         network.eval()
         start = time.perf_counter()
-        with torch.no_grad(), neural.autocast(torch.device("cpu"), precision):
+        with torch.no_grad(), autocast(torch.device("cpu"), precision):
             cached = [network.encoder.bottom(ids, mask, n_frozen).float()
                       for ids, mask, _ in batches]
         cache_rate = sum(len(b[0]) for b in batches) / (time.perf_counter() - start)
@@ -137,7 +140,7 @@ def summarise(rates: dict) -> list[dict]:
 def time_inference(network, batches, precision: str = "fp32") -> float:
     network.eval()
     elapsed, examples = 0.0, 0
-    with torch.no_grad(), neural.autocast(torch.device("cpu"), precision):
+    with torch.no_grad(), autocast(torch.device("cpu"), precision):
         for i, (ids, mask, _) in enumerate(batches):
             start = time.perf_counter()
             network(ids, mask)

@@ -8,9 +8,9 @@ import scipy.sparse as sp
 
 from hmtc_bench.data.synthetic import generate
 from hmtc_bench.methods import get_method
-from hmtc_bench.methods.features import (CONSTANT_MARGIN, ESTIMATORS, Task, fit_bank,
-                                         make_vectorizer, sigmoid)
-from hmtc_bench.methods.flat import FlatLightGBM, FlatLogReg, FlatSVM
+from hmtc_bench.methods.classical.features import (CONSTANT_MARGIN, ESTIMATORS, Task,
+                                                   fit_bank, make_vectorizer, sigmoid)
+from hmtc_bench.methods.classical.flat import FlatLightGBM, FlatLogReg, FlatSVM
 from hmtc_bench.testing import check_method
 
 FLAT = [FlatSVM, FlatLogReg, FlatLightGBM]
@@ -60,7 +60,8 @@ def test_logreg_score_is_its_probability(small):
     method = FlatLogReg(max_features=3000).fit(d.train.texts, d.train.Y, d.hierarchy)
     X = method.vectorizer_.transform(d.train.texts)
     j = int(np.argmax(np.asarray(d.train.Y.sum(axis=0)).ravel() < len(d.train)))
-    model = LogisticRegression(random_state=0, max_iter=1000).fit(X, d.train.Y[:, j].toarray().ravel())
+    y = d.train.Y[:, j].toarray().ravel()
+    model = LogisticRegression(random_state=0, max_iter=1000).fit(X, y)
     Xt = method.vectorizer_.transform(d.test.texts)
     np.testing.assert_allclose(method.predict_proba(d.test.texts)[:, j],
                                model.predict_proba(Xt)[:, 1], atol=1e-4)
@@ -117,7 +118,7 @@ def test_flat_parallel_equals_sequential(small):
 def test_exclusive_tasks_of_a_group_fit_as_one_bundle_with_the_same_result():
     """Siblings whose positives exclude each other are solved by one one-vs-rest call:
     the same binary problems, so the same classifiers up to the solver's tolerance."""
-    from hmtc_bench.methods import features
+    from hmtc_bench.methods.classical import features
     rng = np.random.default_rng(2)
     X = sp.random(400, 60, density=0.15, format="csr", random_state=2)
     cls = np.argmax(X[:, :4].toarray() + rng.normal(0, 0.01, (400, 4)), axis=1)
@@ -148,7 +149,7 @@ def test_exclusive_tasks_of_a_group_fit_as_one_bundle_with_the_same_result():
 
 def test_progress_bar_only_on_a_terminal(capsys):
     """Fitting shows a bar on a terminal, and writes nothing into logs and pipes."""
-    from hmtc_bench.methods import features
+    from hmtc_bench.methods.classical import features
     X = sp.random(60, 20, density=0.3, format="csr", random_state=0)
     tasks = [Task(None, (np.arange(60) % (k + 2) == 0).astype(np.int8)) for k in range(3)]
     fit_bank(X, tasks, "svm")

@@ -11,9 +11,12 @@ pytest.importorskip("transformers")
 
 from hmtc_bench.hierarchy import LabelHierarchy  # noqa: E402
 from hmtc_bench.methods import get_method  # noqa: E402
-from hmtc_bench.methods import neural  # noqa: E402
-from hmtc_bench.methods.global_methods import HMCN, HiAGM, _edges  # noqa: E402
-from hmtc_bench.methods.global_model import HierarchyGCN, HiAGMNet, HMCNNet  # noqa: E402
+from hmtc_bench.methods.neural import batching, encoders, training  # noqa: E402
+from hmtc_bench.methods.neural.heads import label_edges  # noqa: E402
+from hmtc_bench.methods.neural.hiagm import HiAGM  # noqa: E402
+from hmtc_bench.methods.neural.hiagm_net import HierarchyGCN, HiAGMNet  # noqa: E402
+from hmtc_bench.methods.neural.hmcn import HMCN  # noqa: E402
+from hmtc_bench.methods.neural.hmcn_net import HMCNNet  # noqa: E402
 from hmtc_bench.testing import _small_data  # noqa: E402
 
 
@@ -24,20 +27,20 @@ def data():
 
 def stack(data, encoder="tiny-random"):
     torch.manual_seed(0)
-    _, model = neural.load_encoder(encoder, texts=data.train.texts)
-    return neural.encoder_stack(model)
+    _, model = encoders.load_encoder(encoder, texts=data.train.texts)
+    return encoders.encoder_stack(model)
 
 
 def batch(data, n=6, encoder="tiny-random"):
-    tokenizer, _ = neural.load_encoder(encoder, texts=data.train.texts)
-    ids = neural.tokenize(tokenizer, data.test.texts[:n], 32)
-    return neural.pad_ids(ids, 0, "cpu")
+    tokenizer, _ = encoders.load_encoder(encoder, texts=data.train.texts)
+    ids = encoders.tokenize(tokenizer, data.test.texts[:n], 32)
+    return batching.pad_ids(ids, 0, "cpu")
 
 
 def hmcn_net(data, **kw):
     h = data.hierarchy
     return HMCNNet(stack(data), [h.level_columns(lv) for lv in range(1, h.depth + 1)],
-                   _edges(h), n_filters=8, global_size=16, local_size=16, **kw).eval()
+                   label_edges(h), n_filters=8, global_size=16, local_size=16, **kw).eval()
 
 
 def test_registered():
@@ -47,7 +50,7 @@ def test_registered():
 
 def test_edges_leave_the_root_out(data):
     h = data.hierarchy
-    edges = _edges(h)
+    edges = label_edges(h)
     assert len(edges) == sum(len(h.parents(lab)) for lab in h.labels if h.level(lab) > 1)
     for p, c in edges:
         assert h.labels[p] in h.parents(h.labels[c])
@@ -91,7 +94,7 @@ def test_hmcn_bad_beta(data):
 def test_gcn_priors_are_child_over_parent_counts():
     h = LabelHierarchy.from_edges([("Root", "a"), ("Root", "b"), ("a", "a1"), ("a", "a2"),
                                    ("b", "b1")])
-    edges = _edges(h)
+    edges = label_edges(h)
     gcn = HierarchyGCN(len(h), edges, 4)
     Y = h.encode([["a", "a1"], ["a", "a1"], ["a", "a2"], ["a"], ["b"]])
     gcn.set_priors(Y)
@@ -102,7 +105,7 @@ def test_gcn_priors_are_child_over_parent_counts():
 
 def test_gcn_messages_follow_the_edges():
     h = LabelHierarchy.from_edges([("Root", "a"), ("Root", "b"), ("a", "a1"), ("b", "b1")])
-    gcn = HierarchyGCN(len(h), _edges(h), 4, dropout=0.0)
+    gcn = HierarchyGCN(len(h), label_edges(h), 4, dropout=0.0)
     gcn.set_priors(sp.csr_matrix(np.ones((1, len(h)))))
     torch.manual_seed(0)
     v = torch.randn(1, len(h), 4)
@@ -118,7 +121,7 @@ def test_gcn_messages_follow_the_edges():
 def test_hiagm_outputs_and_recursive_penalty(data, output):
     ids, mask = batch(data)
     L = len(data.hierarchy)
-    net = HiAGMNet(stack(data), L, _edges(data.hierarchy), n_filters=8, node_dim=4,
+    net = HiAGMNet(stack(data), L, label_edges(data.hierarchy), n_filters=8, node_dim=4,
                    output=output, recursive_penalty=0.0).eval()
     net.init_from_labels(data.train.Y)
     with torch.no_grad():
@@ -128,37 +131,37 @@ def test_hiagm_outputs_and_recursive_penalty(data, output):
         base = net.training_loss(states, mask, targets)
         net.recursive_penalty = 2.0
         w = net._weights()
-        edges = _edges(data.hierarchy)
+        edges = label_edges(data.hierarchy)
         expected = (w[edges[:, 0]] - w[edges[:, 1]]).pow(2).sum()
         torch.testing.assert_close(net.training_loss(states, mask, targets) - base, expected,
                                    atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="output"):
-        HiAGMNet(stack(data), L, _edges(data.hierarchy), output="mean")
+        HiAGMNet(stack(data), L, label_edges(data.hierarchy), output="mean")
 
 
 # ---------------------------------------------------------------------------- word encoder
 def test_word_encoder_states_do_not_depend_on_the_batch(data):
     torch.manual_seed(0)
-    tokenizer, model = neural.load_encoder("textrcnn", texts=data.train.texts)
+    tokenizer, model = encoders.load_encoder("textrcnn", texts=data.train.texts)
     model.eval()
-    assert isinstance(model, neural.WordEncoder) and neural.encoder_stack(model) is model
+    assert isinstance(model, encoders.WordEncoder) and encoders.encoder_stack(model) is model
     assert tokenizer.get_vocab()["[PAD]"] == 0
-    ids = neural.tokenize(tokenizer, data.test.texts[:4], 64)
+    ids = encoders.tokenize(tokenizer, data.test.texts[:4], 64)
     ids[0] = ids[0][:5]
-    alone_ids, alone_mask = neural.pad_ids(ids[:1], 0, "cpu")
-    all_ids, all_mask = neural.pad_ids(ids, 0, "cpu")
+    alone_ids, alone_mask = batching.pad_ids(ids[:1], 0, "cpu")
+    all_ids, all_mask = batching.pad_ids(ids, 0, "cpu")
     with torch.no_grad():
         alone = model(alone_ids, alone_mask)[0]
         together = model(all_ids, all_mask)[0, :alone.shape[0]]
     torch.testing.assert_close(alone, together, atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="n_state_layers"):
-        neural.encoder_stack(model, 2)
+        encoders.encoder_stack(model, 2)
 
 
 def test_word_encoder_is_trained_at_the_head_rate(data):
     net = HMCNNet(stack(data, "textrcnn"), [data.hierarchy.level_columns(1)], np.zeros((0, 2)),
                   n_filters=4, global_size=8, local_size=8)
-    trainer = neural.Trainer(mode="full", lr_encoder=1e-9, lr_head=1e-3)
+    trainer = training.Trainer(mode="full", lr_encoder=1e-9, lr_head=1e-3)
     optimizer = trainer.optimizer(net, 0)
     embedding = net.encoder.embeddings.weight
     rates = [g["lr"] for g in optimizer.param_groups if any(p is embedding for p in g["params"])]
@@ -208,5 +211,5 @@ def test_dag_hierarchy():
         method = cls(**{**cls.get_test_params(), "encoder": "textrcnn", "epochs": 2}) \
             .fit(texts, Y, h)
         assert method.predict_proba(texts[:5]).shape == (5, len(h))
-    assert sorted((h.labels[p], h.labels[c]) for p, c in _edges(h)) == \
+    assert sorted((h.labels[p], h.labels[c]) for p, c in label_edges(h)) == \
         [("a", "x"), ("b", "x"), ("x", "y")]

@@ -13,8 +13,9 @@ from hmtc_bench.evaluation.decoding import decode
 from hmtc_bench.evaluation.metrics import inconsistency, micro_f1
 from hmtc_bench.hierarchy import LabelHierarchy
 from hmtc_bench.methods import get_method
-from hmtc_bench.methods.flat import FlatSVM
-from hmtc_bench.methods.local import LocalLevel, LocalNode, LocalParent, chain_scores
+from hmtc_bench.methods.classical.flat import FlatSVM
+from hmtc_bench.methods.classical.local import (LocalLevel, LocalNode, LocalParent,
+                                                chain_scores)
 from hmtc_bench.testing import check_method
 
 LOCAL = [LocalNode, LocalParent, LocalLevel]
@@ -191,7 +192,7 @@ def test_parallel_fit_gives_the_same_result(small, cls, estimator):
 
 def test_fit_features_matches_fit(small):
     d = small
-    from hmtc_bench.methods.features import make_vectorizer
+    from hmtc_bench.methods.classical.features import make_vectorizer
     method = LocalLevel(max_features=3000).fit(d.train.texts, d.train.Y, d.hierarchy)
     vectorizer = make_vectorizer(2, 1, 3000, True, False)
     X = vectorizer.fit_transform(d.train.texts)

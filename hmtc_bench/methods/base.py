@@ -73,7 +73,8 @@ class HMTCMethod:
         return type(self)(**self.get_params())
 
     def __repr__(self) -> str:
-        defaults = {n: p.default for n, p in inspect.signature(type(self).__init__).parameters.items()}
+        parameters = inspect.signature(type(self).__init__).parameters
+        defaults = {n: p.default for n, p in parameters.items()}
         changed = {k: v for k, v in self.get_params().items() if defaults.get(k) != v}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
@@ -131,7 +132,3 @@ def _check_texts(texts) -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"text {i} is {type(text).__name__}, not str")
     return texts
-
-
-def check_random_state(seed) -> np.random.Generator:
-    return np.random.default_rng(seed)

