@@ -21,5 +21,5 @@ test: install
 bench: install
 	$(PYTHON) benchmarks/bench_evaluate.py
 
-lint:
+lint: install
 	$(PYTHON) -m ruff check hmtc_bench tests benchmarks

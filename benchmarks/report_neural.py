@@ -21,13 +21,14 @@ the regenerated tables.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import sys
 from pathlib import Path
 from statistics import mean, stdev
 
 from hmtc_bench.leaderboard import leaderboard, render
-from hmtc_bench.tracking import load_records
+from hmtc_bench.record import canonical, load_records_file
+from hmtc_bench.tracking import Store
 
 MSML_METHODS = ["msml", "msml-no-msfem", "msml-no-mlipm", "msml-no-hgm", "flat-bert"]
 MSML_DATASETS = ["wos-sample", "rcv1-v2-dev"]
@@ -38,37 +39,36 @@ DECODE = "threshold"          # the methods' own outputs; top-down rows are in t
 
 
 def _encoder(record) -> str:
-    encoder = str(record["params"].get("encoder", "default"))
+    encoder = str(record.params.get("encoder", "default"))
     return "MiniLM" if encoder == "default" else encoder
 
 
 def _depth(records) -> int:
-    return max(int(k.rsplit("_", 1)[1]) for r in records for k in r["metrics"]
+    return max(int(k.rsplit("_", 1)[1]) for r in records for k in r.metrics
                if k.startswith("micro_f1_level_"))
 
 
 def _select(records, dataset, methods, decode=DECODE):
-    return [r for r in records if r["dataset"] == dataset and r["method"] in methods
-            and r["decode"] == decode and r.get("status") == "finished"]
+    return [r for r in records if r.dataset == dataset and r.method in methods
+            and r.decode == decode and r.finished]
 
 
 def _is_default(record) -> bool:
     """Whether a run used its method's default parameters (other configurations, such as
     msml with fewer filters, are shown in the tables but not paired)."""
     from hmtc_bench.methods import get_method
-    defaults = get_method(record["method"])().get_params()
-    stored = record["params"]                      # values as the tracking store keeps them
-    return all(str(stored[k]) == (v if isinstance(v, str) else json.dumps(v))
-               for k, v in defaults.items() if k in stored and k != "random_state")
+    defaults = get_method(record.method)().get_params()
+    return all(canonical(record.params[k]) == canonical(v)
+               for k, v in defaults.items() if k in record.params and k != "random_state")
 
 
 def _by_seed(records, method) -> dict:
-    return {r["seed"]: r for r in records if r["method"] == method and _is_default(r)}
+    return {r.seed: r for r in records if r.method == method and _is_default(r)}
 
 
 def _paired(a: dict, b: dict, metric: str) -> tuple[list[float], str]:
     seeds = sorted(set(a) & set(b))
-    diffs = [a[s]["metrics"][metric] - b[s]["metrics"][metric] for s in seeds]
+    diffs = [a[s].metrics[metric] - b[s].metrics[metric] for s in seeds]
     if not diffs:
         return [], "-"
     spread = f" ± {stdev(diffs):.4f}" if len(diffs) > 1 else ""
@@ -155,7 +155,7 @@ def global_baselines(records, uri: str) -> str:
             lines += [f"## {dataset}", "", "No runs.", ""]
             continue
         depth = _depth(chosen)
-        chosen = [{**r, "method": f"{r['method']} [{_encoder(r)}]"} for r in chosen]
+        chosen = [dataclasses.replace(r, method=f"{r.method} [{_encoder(r)}]") for r in chosen]
         columns = ("micro_f1", "macro_f1", *[f"micro_f1_level_{k}" for k in range(1, depth + 1)],
                    "inconsistency_ratio", "predict_seconds")
         lines += [f"## {dataset}", "", render(leaderboard(chosen, columns)).rstrip("\n"), ""]
@@ -174,9 +174,12 @@ def _write_keeping_reading(path: Path, text: str) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracking-uri", default="sqlite:///results/baselines.db")
+    parser.add_argument("--records", help="read JSON-lines run records (a file or folder) "
+                                           "instead of the store")
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
-    records = load_records(args.tracking_uri)
+    records = (load_records_file(args.records) if args.records else
+               Store(args.tracking_uri).records())
     shown = "sqlite:///results/baselines.db"   # the documented store; --tracking-uri may differ
     if not records:
         sys.exit(f"no runs in {args.tracking_uri}")

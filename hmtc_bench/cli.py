@@ -12,14 +12,26 @@ from typing import Annotated, Optional
 
 import typer
 
+from hmtc_bench.errors import HMTCError  # the user's errors: one line each
+
 app = typer.Typer(help="hmtc-bench: benchmark hierarchical multi-label text classification.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+DEBUG = {"on": False}
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option(
+        "--debug", help="Print the traceback of an unexpected error.")] = False):
+    DEBUG["on"] = debug
 
 TrackingUri = Annotated[Optional[str], typer.Option(
     "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
                            "else sqlite:///results/mlflow.db)")]
+RecordFiles = Annotated[Optional[list[str]], typer.Option(
+    "--records", help="Read run records from this JSON-lines file or folder of *.jsonl "
+                      "(see `hmtc-bench export`) instead of the store; repeatable.")]
 
 
 def _fail(message: str, code: int = 1):
@@ -27,13 +39,18 @@ def _fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
-def _user_errors():
-    """Exceptions that are the user's input, reported as one line without a traceback."""
-    from hmtc_bench.data.dataset import DataError
-    from hmtc_bench.hierarchy import HierarchyError
-    from hmtc_bench.plugins import UnknownNameError
-    return (DataError, HierarchyError, UnknownNameError, ValueError, RuntimeError, KeyError,
-            FileNotFoundError)
+def _store(tracking_uri: str | None):
+    from hmtc_bench.tracking import Store
+    return Store(tracking_uri)
+
+
+def _read_records(records: list[str] | None, tracking_uri: str | None, dataset: str | None):
+    """Run records from JSON-lines files or folders (``--records``), else from the store."""
+    if records:
+        from hmtc_bench.record import load_records_file
+        found = [r for path in records for r in load_records_file(path)]
+        return [r for r in found if dataset is None or r.dataset == dataset]
+    return _store(tracking_uri).records(dataset)
 
 
 def _parse_params(pairs: list[str]) -> dict:
@@ -97,33 +114,35 @@ def run(
     seeds = seed or [0]
     try:
         from hmtc_bench.data import load_dataset
-        from hmtc_bench.methods import make_method
-        from hmtc_bench.runner import run as run_one
-        make_method(method, params)  # unknown method or parameter: fail before loading data
+        from hmtc_bench.methods import inspect_method
+        from hmtc_bench.runner import run_decodings
+        info = inspect_method(method)
+        info.build(params)  # unknown method or parameter: fail before loading data
         data = load_dataset(dataset)
-        records = [run_one(method, data, s, params, decode, threshold, tracking_uri)
+        store = _store(tracking_uri)
+        records = [run_decodings(info, data, s, params, [decode], threshold, store)[0]
                    for s in seeds]
-    except _user_errors() as err:
+    except HMTCError as err:
         _fail(str(err).strip("'\""))
     if json_output:
-        typer.echo(json.dumps(records, indent=2, default=str))
+        typer.echo(json.dumps([r.to_dict() for r in records], indent=2, default=str))
         return
     _print_records(records)
 
 
-def _print_records(records: list[dict]) -> None:
+def _print_records(records) -> None:
     keys = ["micro_f1", "macro_f1", "macro_f1_present", "hier_f1", "inconsistency_ratio"]
-    first = records[0]["metrics"]
+    first = records[0].metrics
     levels = sorted(k for k in first if k.startswith(("micro_f1_level_", "macro_f1_level_")))
     width = max(len(k) for k in keys + levels + ["fit_seconds"])
     for record in records:
-        typer.echo(f"{record['method']} on {record['dataset']}, seed {record['seed']}, "
-                   f"decode {record['decode']} (run {record.get('run_id', '-')})")
+        typer.echo(f"{record.method} on {record.dataset}, seed {record.seed}, "
+                   f"decode {record.decode} (run {record.run_id or '-'})")
         for key in keys + levels:
-            typer.echo(f"  {key:<{width}} {record['metrics'][key]:.4f}")
-        typer.echo(f"  {'fit_seconds':<{width}} {record['fit_seconds']:.1f}")
-        typer.echo(f"  {'predict_seconds':<{width}} {record['predict_seconds']:.1f}")
-        training = record.get("training")
+            typer.echo(f"  {key:<{width}} {record.metrics[key]:.4f}")
+        typer.echo(f"  {'fit_seconds':<{width}} {record.fit_seconds:.1f}")
+        typer.echo(f"  {'predict_seconds':<{width}} {record.predict_seconds:.1f}")
+        training = record.training
         if training:
             typer.echo(f"  {'training':<{width}} best epoch {training['best_epoch']} of "
                        f"{training['epochs_run']} ({training['stopped']})")
@@ -143,17 +162,20 @@ def leaderboard(
     format: Annotated[str, typer.Option("--format", help="markdown, csv or html.")]
         = "markdown",
     tracking_uri: TrackingUri = None,
+    records_from: RecordFiles = None,
 ):
-    """Mean ± std over seeds (with n) per dataset, method and decoding, from tracked runs."""
+    """Mean ± std over seeds (with n) per configuration, from stored runs or record files."""
     from hmtc_bench.leaderboard import COLUMNS, FORMATS, leaderboard as board, render
-    from hmtc_bench.tracking import load_records
     if format not in FORMATS:
         _fail(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-    records = [r for r in load_records(tracking_uri, dataset)
-               if (not method or r["method"] in method) and (not decode or r["decode"] == decode)]
+    try:
+        records = [r for r in _read_records(records_from, tracking_uri, dataset)
+                   if (not method or r.method in method) and (not decode or r.decode == decode)]
+    except HMTCError as err:
+        _fail(str(err))
     wanted = COLUMNS if columns is None else tuple(c.strip() for c in columns.split(",")
                                                   if c.strip())
-    known = {k for r in records for k in r.get("metrics", {})} | {
+    known = {k for r in records for k in r.metrics} | {
         "fit_seconds", "predict_seconds", "peak_memory_mb"}
     unknown = [c for c in wanted if c not in known]
     if records and unknown:
@@ -181,8 +203,8 @@ def bench(
         typer.echo(f"grid {grid.name}: {len(grid.pairs())} (dataset, configuration) pairs x "
                    f"{len(grid.seeds)} seeds x {len(grid.decode)} decodings = {grid.n_cells} "
                    "cells", err=True)
-        counts = run_grid(grid, tracking_uri, dry_run=dry_run)
-    except _user_errors() as err:
+        counts = run_grid(grid, _store(tracking_uri), dry_run=dry_run)
+    except HMTCError as err:
         _fail(str(err).strip("'\""))
     typer.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
     if counts.get("failed"):
@@ -196,14 +218,17 @@ def report(
     ui_url: Annotated[str, typer.Option(help="Base URL of `hmtc-bench ui` for run links.")]
         = "http://127.0.0.1:5000",
     tracking_uri: TrackingUri = None,
+    records_from: RecordFiles = None,
 ):
     """Write a static HTML report (leaderboards, per-level F1, F1 against fit time)."""
     from pathlib import Path
 
     from hmtc_bench.report import build_report
-    from hmtc_bench.tracking import load_records
-    records = load_records(tracking_uri, dataset)
-    if not any(r.get("status") == "finished" for r in records):
+    try:
+        records = _read_records(records_from, tracking_uri, dataset)
+    except HMTCError as err:
+        _fail(str(err))
+    if not any(r.finished for r in records):
         _fail("no finished runs in the store; start with `hmtc-bench run` or `hmtc-bench bench`")
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +248,7 @@ def data_info(
     try:
         from hmtc_bench.data import load_dataset
         card = load_dataset(name_or_path, strict=strict).card()
-    except _user_errors() as err:
+    except HMTCError as err:
         _fail(str(err).strip("'\""))
     if json_output:
         typer.echo(json.dumps(card, indent=2, default=str))
@@ -248,24 +273,73 @@ def data_download(
             warnings.simplefilter("always")
             folder = download(name, dest, force=force, verify=verify,
                               progress=lambda m: typer.echo(m, err=True))
-    except _user_errors() as err:
+    except HMTCError as err:
         _fail(str(err).strip("'\""))
     typer.echo(f"{folder}  (next: hmtc-bench data info {folder})")
+
+
+@app.command()
+def export(
+    dest: Annotated[str, typer.Argument(help="A .jsonl file, or a folder: one <dataset>.jsonl "
+                                             "per dataset.")],
+    dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
+    include_failed: Annotated[bool, typer.Option(
+        "--include-failed", help="Export failed and unfinished runs too.")] = False,
+    tracking_uri: TrackingUri = None,
+):
+    """Export stored runs as JSON-lines run records (read back with --records)."""
+    from collections import defaultdict
+    from pathlib import Path
+
+    from hmtc_bench.record import dump_records
+    try:
+        records = [r for r in _store(tracking_uri).records(dataset)
+                   if include_failed or r.finished]
+    except HMTCError as err:
+        _fail(str(err))
+    if not records:
+        _fail("no runs to export" + (f" for dataset {dataset!r}" if dataset else ""))
+    records.sort(key=lambda r: (r.dataset, r.started_at, r.run_id or ""), reverse=True)
+    if dest.endswith(".jsonl"):
+        files = {Path(dest): records}
+    else:
+        files = defaultdict(list)
+        for record in records:
+            files[Path(dest) / f"{record.dataset}.jsonl"].append(record)
+    for path, chunk in sorted(files.items()):
+        dump_records(chunk, path)
+        typer.echo(f"wrote {path} ({len(chunk)} runs)")
 
 
 @app.command()
 def ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
        tracking_uri: TrackingUri = None):
     """Serve the MLflow UI of the store on 127.0.0.1."""
-    from hmtc_bench.tracking import resolve_uri, serve_ui
-    typer.echo(f"serving {resolve_uri(tracking_uri)} on http://127.0.0.1:{port} (Ctrl-C stops)",
-               err=True)
-    raise typer.Exit(serve_ui(tracking_uri, port))
+    store = _store(tracking_uri)
+    typer.echo(f"serving {store.uri} on http://127.0.0.1:{port} (Ctrl-C stops)", err=True)
+    raise typer.Exit(store.serve_ui(port))
 
 
 def main() -> None:  # console script
-    app()
+    """Run the app; an exception that is not one of the project's own (a bug in hmtc-bench or
+    in a plugin) is reported as such, its traceback written to a log file (and printed under
+    ``--debug``)."""
+    try:
+        app()
+    except Exception as err:
+        import tempfile
+        import traceback
+        from pathlib import Path
+        log = Path(tempfile.gettempdir()) / "hmtc-bench-error.log"
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        if DEBUG["on"]:
+            raise
+        typer.echo(f"error: {type(err).__name__}: {err}\n"
+                   "This is not an input error hmtc-bench recognises: probably a bug in "
+                   f"hmtc-bench or in a plugin. The traceback is in {log} (or rerun with "
+                   "--debug).", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -14,10 +14,10 @@ A grid file (YAML)::
         datasets: [synthetic]              # optional: only these of the grid's datasets
 
 A cell is one (dataset, method, parameters, seed, decoding policy). Each finished cell is a
-run in the MLflow store; a failing fit is recorded as failed with its error and the grid
-goes on. Rerun after an interruption, the grid skips every cell whose key (resolved
-parameters, dataset hash, seed, policy, threshold) already has a finished run, so nothing
-finished is repeated.
+run in the store; a failing fit is recorded as failed with its error and the grid goes on.
+Rerun after an interruption, the grid skips every cell that already has a finished run of
+the same identity (``hmtc_bench.record``: resolved parameters, dataset and hierarchy hashes,
+seed, policy, threshold), so nothing finished is repeated.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hmtc_bench.data.dataset import DataError
+from hmtc_bench.tracking import Store
 
 GRID_KEYS = {"name", "datasets", "seeds", "decode", "threshold", "methods", "description"}
 METHOD_KEYS = {"method", "params", "grid", "datasets"}
@@ -94,7 +95,8 @@ def load_grid(path: str | Path) -> Grid:
             raise DataError(f"{path}: methods entry {i} ({entry['method']}): unknown keys "
                             f"{sorted(set(entry) - METHOD_KEYS)}; known: {sorted(METHOD_KEYS)}")
         if entry["method"] not in known:
-            raise DataError(f"{path}: methods entry {i}: {unknown('method', entry['method'], known)}")
+            problem = unknown("method", entry["method"], known)
+            raise DataError(f"{path}: methods entry {i}: {problem}")
         fixed = entry.get("params") or {}
         axes = entry.get("grid") or {}
         for key, values in axes.items():
@@ -119,12 +121,13 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def _check_params(path, i, name, params) -> None:
+    from hmtc_bench.errors import ParameterError
     from hmtc_bench.methods import inspect_method
     cls = inspect_method(name).cls
     if cls is not None:
         try:
             cls().set_params(**params)
-        except ValueError as err:
+        except ParameterError as err:
             raise DataError(f"{path}: methods entry {i} ({name}): {err}") from None
 
 
@@ -132,38 +135,42 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_grid(grid: Grid, tracking_uri: str | None = None, quiet: bool = False,
+def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
              dry_run: bool = False) -> dict:
-    """Run every unfinished cell; returns counts of finished, skipped (finished before) and
-    failed cells. ``dry_run``: run nothing, list and count the cells still to run."""
+    """Run every unfinished cell, logging to ``store`` (default: ``Store()``); returns counts
+    of finished, skipped (finished before) and failed cells. ``dry_run``: run nothing, list
+    and count the cells still to run."""
     from hmtc_bench.data import load_dataset
-    from hmtc_bench.methods import inspect_method, make_method
-    from hmtc_bench.runner import cell_key, run_decodings
-    from hmtc_bench.tracking import load_records
+    from hmtc_bench.methods import inspect_method
+    from hmtc_bench.record import RunRecord
+    from hmtc_bench.runner import run_decodings
     say = (lambda m: None) if quiet else _say
-    done = {r["cell_key"] for r in load_records(tracking_uri)
-            if r.get("status") == "finished" and r.get("cell_key")}
+    store = store or Store()
+    done = store.finished_cells()
     counts = ({"to run": 0, "skipped": 0, "unavailable": 0} if dry_run else
               {"finished": 0, "skipped": 0, "failed": 0, "unavailable": 0})
     total = grid.n_cells
     position = 0
     started = time.perf_counter()
     loaded: dict[str, object] = {}
+    infos: dict[str, object] = {}
     for (dataset_name, method, params), seed in itertools.product(grid.pairs(), grid.seeds):
         if dataset_name not in loaded:
             loaded.clear()  # one dataset in memory at a time (pairs are in dataset order)
             loaded[dataset_name] = load_dataset(dataset_name)
         data = loaded[dataset_name]
         label = f"{method} {params or ''} seed={seed} on {data.name}".replace("  ", " ")
-        info = inspect_method(method)
+        info = infos.setdefault(method, inspect_method(method))
         if not info.available:
             counts["unavailable"] += len(grid.decode)
             position += len(grid.decode)
             say(f"[{position}/{total}] {label}: unavailable ({info.reason})")
             continue
-        resolved = make_method(method, params, random_state=seed).get_params()
-        todo = [p for p in grid.decode if cell_key(method, resolved, data.content_hash, seed,
-                                                   p, grid.threshold) not in done]
+        estimator = info.build(params, seed)
+        todo = [p for p in grid.decode if RunRecord(
+            method, data.name, seed, p, grid.threshold, estimator.get_params(),
+            data.content_hash, data.hierarchy.content_hash,
+            identity_omits=estimator.omitted_params()).cell_key not in done]
         skipped = len(grid.decode) - len(todo)
         counts["skipped"] += skipped
         position += skipped
@@ -176,8 +183,8 @@ def run_grid(grid: Grid, tracking_uri: str | None = None, quiet: bool = False,
             say(f"[{position}/{total}] {label}: to run ({', '.join(todo)})")
             continue
         try:
-            records = run_decodings(method, data, seed, params, todo, grid.threshold,
-                                    tracking_uri, quiet=True)
+            records = run_decodings(info, data, seed, params, todo, grid.threshold, store,
+                                    quiet=True)
         except KeyboardInterrupt:
             raise
         except Exception as err:  # recorded as failed by the runner; the grid goes on
@@ -187,9 +194,8 @@ def run_grid(grid: Grid, tracking_uri: str | None = None, quiet: bool = False,
             continue
         counts["finished"] += len(records)
         position += len(records)
-        scores = ", ".join(f"{r['decode']} micro {r['metrics']['micro_f1']:.4f}"
-                           for r in records)
+        scores = ", ".join(f"{r.decode} micro {r.metrics['micro_f1']:.4f}" for r in records)
         elapsed = time.perf_counter() - started
-        say(f"[{position}/{total}] {label}: {scores} (fit {records[0]['fit_seconds']:.1f} s;"
+        say(f"[{position}/{total}] {label}: {scores} (fit {records[0].fit_seconds:.1f} s;"
             f" grid {elapsed / 60:.1f} min)")
     return counts

@@ -1,7 +1,7 @@
 """The leaderboard: a pure function of stored run records.
 
-One row per dataset x method x decoding policy x parameters (runs that differ only in their
-seed are pooled): mean ± std over seeds, with n. Only finished runs count.
+One row per configuration (``hmtc_bench.record``: runs that differ only in their seed are
+pooled): mean ± std over seeds, with n. Only finished runs count.
 """
 
 from __future__ import annotations
@@ -10,21 +10,11 @@ import json
 from collections import defaultdict
 from statistics import mean, stdev
 
+from hmtc_bench.record import LEGACY_ADDED_PARAMS, RunRecord
+
 COLUMNS = ("micro_f1", "macro_f1", "hier_f1", "macro_f1_tail", "inconsistency_ratio")
 FORMATS = ("markdown", "csv", "html")
 SECONDS_LIKE = ("fit_seconds", "predict_seconds", "peak_memory_mb")
-SEED_PARAMS = ("random_state",)  # set from the run's seed: not a parameter of the row
-# Parameters added after runs were recorded, with the value that keeps the earlier
-# behaviour. At that value a run's identity (its grid cell key, its leaderboard row) leaves
-# the parameter out, so the runs recorded before it existed still count as the same
-# configuration.
-ADDED_PARAMS = {"precision": "auto"}
-
-
-def identity_params(params: dict) -> dict:
-    """``params`` without the added parameters that are at their earlier-behaviour value."""
-    return {k: v for k, v in params.items()
-            if not (k in ADDED_PARAMS and str(v) == str(ADDED_PARAMS[k]))}
 
 
 def _deepest(metrics: dict) -> str | None:
@@ -32,38 +22,44 @@ def _deepest(metrics: dict) -> str | None:
     return f"macro_f1_level_{max(levels)}" if levels else None
 
 
-def leaderboard(records: list[dict], columns=COLUMNS) -> list[dict]:
-    """Rows sorted by dataset, then by mean micro-F1 (best first)."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+def leaderboard(records: list[RunRecord], columns=COLUMNS) -> list[dict]:
+    """Rows sorted by dataset, then by mean micro-F1 (best first).
+
+    A row is one configuration (``RunRecord.config_key``: method, identity parameters,
+    dataset and hierarchy hashes, decoding policy and threshold); its runs are the finished
+    runs of that configuration, one per seed (a seed recorded twice counts once: the first
+    record given, the newest when read from a store)."""
+    groups: dict[str, dict[str, RunRecord]] = defaultdict(dict)
     for record in records:
-        if record.get("status") != "finished":
-            continue
-        params = {k: v for k, v in identity_params(record.get("params", {})).items()
-                  if k not in SEED_PARAMS}
-        key = (record["dataset"], record["method"], record["decode"],
-               json.dumps(params, sort_keys=True, default=str))
-        groups[key].append(record)
+        if record.finished:
+            groups[record.config_key].setdefault(record.cell_key, record)
     rows = []
-    for (dataset, method, decode, _), runs in groups.items():
-        row = {"dataset": dataset, "method": method, "decode": decode, "n": len(runs),
-               "seeds": sorted({r["seed"] for r in runs})}
+    for key, cells in groups.items():
+        runs = list(cells.values())
+        first = runs[0]
+        row = {"dataset": first.dataset, "dataset_hash": first.dataset_hash,
+               "method": first.method, "decode": first.decode, "threshold": first.threshold,
+               "n": len(runs), "seeds": sorted(r.seed for r in runs)}
         for column in list(columns) + ["fit_seconds"]:
             stats = _stats(runs, column)
             if stats:
                 row[column] = stats
-        deepest = _deepest(runs[0]["metrics"])
+        deepest = _deepest(first.metrics)
         if deepest and deepest not in columns:
             row["deepest_level_macro_f1"] = _stats(runs, deepest)
-        row["params"] = {k: v for k, v in identity_params(runs[0].get("params", {})).items()
-                         if k not in SEED_PARAMS}
-        row["run_ids"] = [r.get("run_id") for r in runs]
+        row["params"] = first.identity_params()
+        row["omitted"] = {k: r.params[k] for r in reversed(runs) for k in r.omitted
+                          if k in r.params}
+        row["config_key"] = key
+        row["run_ids"] = [r.run_id for r in runs]
         rows.append(row)
-    rows.sort(key=lambda r: (r["dataset"], -r.get("micro_f1", (0, 0))[0]))
+    rows.sort(key=lambda r: (r["dataset"], -r.get("micro_f1", (0, 0))[0], r["method"],
+                             r["decode"], json.dumps(r["params"], sort_keys=True)))
     return rows
 
 
-def _stats(runs: list[dict], column: str) -> tuple[float, float] | None:
-    values = [r["metrics"].get(column, r.get(column)) for r in runs]
+def _stats(runs: list[RunRecord], column: str) -> tuple[float, float] | None:
+    values = [r.metrics.get(column, getattr(r, column, None)) for r in runs]
     values = [float(v) for v in values if v is not None]
     if not values:
         return None
@@ -87,7 +83,7 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     header = ["dataset", "method", "decode", "n"] + metric_cols
     body = []
     for row in rows:
-        cells = [row["dataset"], _method_cell(row, rows), row["decode"], str(row["n"])]
+        cells = [_dataset_cell(row, rows), _method_cell(row, rows), row["decode"], str(row["n"])]
         for c in metric_cols:
             value = row.get(c)
             cells.append(_cell(value, 1 if c in SECONDS_LIKE else 4) if value else "")
@@ -96,16 +92,24 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def _method_cell(row: dict, rows: list[dict]) -> str:
-    """The method name, with the parameters that tell it apart from rows of the same method."""
+    """The method name, with the parameters that tell it apart from rows of the same method
+    (and the threshold, where rows differ in it)."""
     same = [r for r in rows if r["dataset"] == row["dataset"] and r["method"] == row["method"]]
-    def value(params, k):
-        return params.get(k, ADDED_PARAMS.get(k))
+
+    def value(other, k):
+        return other["params"].get(k, other["omitted"].get(k, LEGACY_ADDED_PARAMS.get(k)))
     keys = sorted({k for r in same for k in r["params"]
-                   if len({str(value(o["params"], k)) for o in same}) > 1})
-    if not keys:
-        return row["method"]
-    return (f"{row['method']} ("
-            + ", ".join(f"{k}={value(row['params'], k)}" for k in keys) + ")")
+                   if len({json.dumps(value(o, k), default=str) for o in same}) > 1})
+    shown = [f"{k}={value(row, k)}" for k in keys]
+    if len({r["threshold"] for r in same}) > 1:
+        shown.append(f"threshold={row['threshold']}")
+    return f"{row['method']} ({', '.join(shown)})" if shown else row["method"]
+
+
+def _dataset_cell(row: dict, rows: list[dict]) -> str:
+    """The dataset name, with its hash where two different datasets share the name."""
+    hashes = {r["dataset_hash"] for r in rows if r["dataset"] == row["dataset"]}
+    return row["dataset"] if len(hashes) == 1 else f"{row['dataset']} [{row['dataset_hash'][:8]}]"
 
 
 def render(rows: list[dict], fmt: str = "markdown") -> str:

@@ -1,15 +1,12 @@
 """One run: load data, fit (timed), predict (timed), decode, evaluate, record.
 
-The run record (one per method x dataset x seed) holds the resolved parameters, dataset and
-hierarchy hashes, seed, decoding policy, every metric, fit and predict seconds, peak memory,
-package versions, git commit and status.
+Each run gives one ``RunRecord`` per decoding policy (``hmtc_bench.record``), logged to the
+store it is given.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import resource
 import subprocess
 import sys
@@ -21,8 +18,9 @@ import numpy as np
 
 from hmtc_bench.data import Dataset, load_dataset
 from hmtc_bench.evaluation import DEFAULT_POLICY, DEFAULT_THRESHOLD, decode, evaluate
-from hmtc_bench.leaderboard import identity_params
-from hmtc_bench.methods import inspect_method, make_method
+from hmtc_bench.methods import MethodInfo, inspect_method
+from hmtc_bench.record import RunRecord
+from hmtc_bench.tracking import Store
 
 VERSIONED = ("hmtc-bench", "numpy", "scipy", "scikit-learn", "networkx", "mlflow", "torch",
              "transformers", "lightgbm")
@@ -75,17 +73,6 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def cell_key(method: str, params: dict, dataset_hash: str, seed: int, decode_policy: str,
-             threshold: float) -> str:
-    """Identity of a run: the same key means the same resolved configuration on the same
-    data; the grid skips cells whose key already has a finished run. Parameters added later
-    are left out at their earlier-behaviour value (``leaderboard.ADDED_PARAMS``)."""
-    blob = json.dumps([method, identity_params(params), dataset_hash, seed, decode_policy,
-                       float(threshold)],
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def _say(message: str, quiet: bool) -> None:
     if not quiet:
         print(message, file=sys.stderr, flush=True)
@@ -93,26 +80,26 @@ def _say(message: str, quiet: bool) -> None:
 
 def run(method: str, dataset: str | Dataset = "icd10cm", seed: int = 0,
         params: dict | None = None, decode_policy: str = DEFAULT_POLICY,
-        threshold: float = DEFAULT_THRESHOLD, tracking_uri: str | None = None,
-        track: bool = True, quiet: bool = False) -> dict:
+        threshold: float = DEFAULT_THRESHOLD, store: Store | None = None,
+        track: bool = True, quiet: bool = False) -> RunRecord:
     """Run one method on one dataset with one seed; returns the run record.
 
-    A failure during fit or predict is recorded (status ``failed`` with the error) and
-    re-raised.
+    The record is logged to ``store`` (default: ``Store()``, the default store) unless
+    ``track`` is false. A failure during fit or predict is recorded (status ``failed`` with
+    the error) and re-raised.
     """
     return run_decodings(method, dataset, seed, params, [decode_policy], threshold,
-                         tracking_uri, track, quiet)[0]
+                         store, track, quiet)[0]
 
 
-def run_decodings(method: str, dataset: str | Dataset, seed: int, params: dict | None,
-                  policies: list[str], threshold: float = DEFAULT_THRESHOLD,
-                  tracking_uri: str | None = None, track: bool = True,
-                  quiet: bool = False) -> list[dict]:
-    """One fit and one prediction, decoded with each policy: one record per policy."""
-    info = inspect_method(method)
-    if not info.available:
-        raise RuntimeError(f"method {method!r} is unavailable: {info.reason}")
-    estimator = make_method(method, params, random_state=seed)
+def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
+                  params: dict | None, policies: list[str],
+                  threshold: float = DEFAULT_THRESHOLD, store: Store | None = None,
+                  track: bool = True, quiet: bool = False) -> list[RunRecord]:
+    """One fit and one prediction, decoded with each policy: one record per policy.
+    ``method`` is a registered name or its ``MethodInfo`` (``inspect_method(name)``)."""
+    info = method if isinstance(method, MethodInfo) else inspect_method(method)
+    estimator = info.build(params, seed)
     if isinstance(dataset, str):
         _say(f"loading dataset {dataset} ...", quiet)
         start = time.perf_counter()
@@ -121,30 +108,25 @@ def run_decodings(method: str, dataset: str | Dataset, seed: int, params: dict |
              f" {len(data.hierarchy)} labels ({time.perf_counter() - start:.1f} s)", quiet)
     else:
         data = dataset
-    resolved = estimator.get_params()
-    base = {
-        "method": method, "dataset": data.name, "seed": seed, "threshold": threshold,
-        "family": info.family, "params": resolved,
-        "dataset_hash": data.content_hash, "hierarchy_hash": data.hierarchy.content_hash,
-        "dataset_split": data.info.get("split", ""),
-        "versions": package_versions(), "git_commit": git_commit(),
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "status": "running", "metrics": {},
-    }
-    records = [{**base, "decode": policy,
-                "cell_key": cell_key(method, resolved, base["dataset_hash"], seed, policy,
-                                     threshold)} for policy in policies]
+    if track and store is None:
+        store = Store()
+    base = dict(
+        method=info.name, dataset=data.name, seed=seed, threshold=threshold,
+        family=info.family, params=estimator.get_params(),
+        identity_omits=estimator.omitted_params(),
+        dataset_hash=data.content_hash, hierarchy_hash=data.hierarchy.content_hash,
+        dataset_split=data.info.get("split", ""),
+        versions=package_versions(), git_commit=git_commit(),
+        started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    records = [RunRecord(**base, decode=policy) for policy in policies]
     reset_peak_memory()
     try:
-        _say(f"fitting {method} (seed {seed}) ...", quiet)
+        _say(f"fitting {info.name} (seed {seed}) ...", quiet)
         start = time.perf_counter()
         estimator.fit(data.train.texts, data.train.Y, data.hierarchy,
                       dev=(data.dev.texts, data.dev.Y))
         fit_seconds = time.perf_counter() - start
         training = training_summary(getattr(estimator, "train_state_", None))
-        if training is not None:
-            for record in records:
-                record["training"] = training
         _say(f"  fitted in {fit_seconds:.1f} s; predicting {len(data.test)} test documents ...",
              quiet)
         start = time.perf_counter()
@@ -152,20 +134,21 @@ def run_decodings(method: str, dataset: str | Dataset, seed: int, params: dict |
         predict_seconds = time.perf_counter() - start
         train_counts = np.asarray(data.train.Y.sum(axis=0)).ravel()
         for record in records:
-            predicted = decode(proba, data.hierarchy, record["decode"], threshold)
-            record["metrics"] = evaluate(data.test.Y, predicted, data.hierarchy, train_counts)
-            record.update(fit_seconds=fit_seconds, predict_seconds=predict_seconds,
-                          status="finished")
+            predicted = decode(proba, data.hierarchy, record.decode, threshold)
+            record.metrics = evaluate(data.test.Y, predicted, data.hierarchy, train_counts)
+            record.fit_seconds, record.predict_seconds = fit_seconds, predict_seconds
+            record.training = training
+            record.status = "finished"
     except Exception as err:
         for record in records:
-            record["status"] = "failed"
-            record["error"] = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=5)}"
+            record.status = "failed"
+            record.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=5)}"
         raise
     finally:
         for record in records:
-            record["peak_memory_mb"] = peak_memory_mb()
+            record.peak_memory_mb = peak_memory_mb()
             if track:
-                record["run_id"] = _log(record, tracking_uri)
+                store.log(record)
     return records
 
 
@@ -179,8 +162,3 @@ def training_summary(state: dict | None) -> dict | None:
             "best_dev_micro_f1": state.get("best_score"),
             "stopped": state.get("stopped") or "all epochs run",
             "history": [dict(r) for r in state.get("history", [])]}
-
-
-def _log(record: dict, tracking_uri: str | None) -> str:
-    from hmtc_bench.tracking import log_run
-    return log_run(record, tracking_uri)

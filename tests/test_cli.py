@@ -71,14 +71,14 @@ def test_run_json_two_seeds_then_leaderboard(store):
 
 
 def test_run_is_in_the_mlflow_store(store):
-    from hmtc_bench.tracking import load_records
-    records = [r for r in load_records(store) if r["method"] == "flat-svm"]
-    assert records and records[0]["metrics"]["hier_f1"] > 0
-    assert records[0]["params"]["C"] == "0.5"
-    assert records[0]["training"] is None  # no epochs to report
+    from hmtc_bench.tracking import Store
+    records = [r for r in Store(store).records() if r.method == "flat-svm"]
+    assert records and records[0].metrics["hier_f1"] > 0
+    assert records[0].params["C"] == 0.5  # read back with its type
+    assert records[0].training is None  # no epochs to report
     import mlflow
-    mlflow.set_tracking_uri(store)
-    artifacts = {a.path for a in mlflow.tracking.MlflowClient().list_artifacts(records[0]["run_id"])}
+    artifacts = {a.path for a in mlflow.tracking.MlflowClient(store).list_artifacts(
+        records[0].run_id)}
     assert artifacts == {"record.json", "per_level_f1.png"}
 
 
@@ -123,7 +123,8 @@ def test_data_info_path_and_bad_taxonomy(tmp_path):
 
 def test_nothing_half_written_on_bad_data(tmp_path, store):
     write(tmp_path / "d" / "x.taxonomy", "Root\tA\n")
-    write(tmp_path / "d" / "x.json", '{"token": "a", "label": ["A"]}\n{"token": "b", "label": ["Q"]}\n')
+    write(tmp_path / "d" / "x.json",
+          '{"token": "a", "label": ["A"]}\n{"token": "b", "label": ["Q"]}\n')
     before = invoke("leaderboard", "--format", "csv", "--tracking-uri", store).output
     result = invoke("run", "--method", "flat-svm", "--dataset", str(tmp_path / "d"),
                     "--tracking-uri", store)

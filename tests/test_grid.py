@@ -10,7 +10,11 @@ from conftest import write
 from hmtc_bench.cli import app
 from hmtc_bench.data.dataset import DataError
 from hmtc_bench.grid import load_grid
-from hmtc_bench.tracking import load_records
+from hmtc_bench.tracking import Store
+
+
+def load_records(uri):
+    return Store(uri).records()
 
 GRID = """\
 name: tiny
@@ -58,10 +62,10 @@ def test_failing_cell_recorded_and_grid_goes_on(tmp_path):
     result = CliRunner().invoke(app, ["bench", str(grid), "--tracking-uri", uri])
     assert result.exit_code == 1
     assert "1 finished, 0 skipped, 1 failed" in result.output
-    statuses = collections.Counter(r["status"] for r in load_records(uri))
+    statuses = collections.Counter(r.status for r in load_records(uri))
     assert statuses == {"finished": 1, "failed": 1}
-    failed = next(r for r in load_records(uri) if r["status"] == "failed")
-    assert "C" in failed["error"]
+    failed = next(r for r in load_records(uri) if r.status == "failed")
+    assert "C" in failed.error
 
 
 def test_killed_grid_resumes_without_repeating(tmp_path):
@@ -76,13 +80,12 @@ def test_killed_grid_resumes_without_repeating(tmp_path):
             break
     process.wait()
     assert process.returncode == -signal.SIGKILL
-    first = [r for r in load_records(uri) if r["status"] == "finished"]
+    first = [r for r in load_records(uri) if r.finished]
     assert 2 <= len(first) < 12
     result = CliRunner().invoke(app, ["bench", str(grid), "--tracking-uri", uri])
     assert result.exit_code == 0, result.output
     assert f"{12 - len(first)} finished, {len(first)} skipped, 0 failed" in result.output
-    keys = collections.Counter(r["cell_key"] for r in load_records(uri)
-                               if r["status"] == "finished")
+    keys = collections.Counter(r.cell_key for r in load_records(uri) if r.finished)
     assert len(keys) == 12 and set(keys.values()) == {1}
     board = CliRunner().invoke(app, ["leaderboard", "--tracking-uri", uri])
     assert "flat-svm (C=0.5) | threshold | 3 |" in board.output
@@ -108,22 +111,3 @@ def test_dry_run_lists_the_cells_still_to_run(tmp_path):
     assert "8 to run, 4 skipped, 0 unavailable" in result.output
     assert "seed=0 on synthetic: already finished, skipped" in result.output
     assert len(load_records(uri)) == 4
-
-
-def test_added_parameter_keeps_earlier_runs_identity():
-    from hmtc_bench.leaderboard import leaderboard, render
-    from hmtc_bench.runner import cell_key
-    before = {"epochs": 5, "random_state": 0}  # recorded before ``precision`` existed
-    key = cell_key("msml", before, "h", 0, "threshold", 0.5)
-    assert cell_key("msml", {**before, "precision": "auto"}, "h", 0, "threshold", 0.5) == key
-    assert cell_key("msml", {**before, "precision": "bf16"}, "h", 0, "threshold", 0.5) != key
-
-    def record(seed, micro, **params):
-        return {"status": "finished", "dataset": "d", "method": "msml", "decode": "threshold",
-                "seed": seed, "params": {"epochs": 5, "random_state": seed, **params},
-                "metrics": {"micro_f1": micro}}
-    rows = leaderboard([record(0, 0.5), record(1, 0.7, precision="auto"),
-                        record(0, 0.6, precision="bf16")])
-    assert sorted(r["n"] for r in rows) == [1, 2]  # old and new default runs pooled
-    text = render(rows)
-    assert "msml (precision=auto)" in text and "msml (precision=bf16)" in text

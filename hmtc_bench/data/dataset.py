@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from hmtc_bench.errors import HMTCError
 from hmtc_bench.hierarchy import LabelHierarchy
 
 SPLITS = ("train", "dev", "test")
 
 
-class DataError(ValueError):
+class DataError(HMTCError, ValueError):
     """Input data that cannot be read; the message names the file, line or label."""
 
 

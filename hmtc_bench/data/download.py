@@ -39,12 +39,14 @@ from dataclasses import dataclass, field
 from http.client import HTTPException
 from pathlib import Path, PurePosixPath
 
+from hmtc_bench.errors import HMTCError
+
 CHUNK = 1 << 20
 USER_AGENT = "Mozilla/5.0 (compatible; hmtc-bench dataset downloader)"
 SUMS_FILE = "SHA256SUMS"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(HMTCError, RuntimeError):
     """A download that failed or was refused; the message says what to do."""
 
 

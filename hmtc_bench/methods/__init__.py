@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
+from hmtc_bench.errors import MethodUnavailableError
 from hmtc_bench.methods.base import HMTCMethod
 from hmtc_bench.plugins import list_plugins, unknown
 
@@ -29,6 +30,18 @@ class MethodInfo:
     @property
     def family(self) -> str:
         return self.cls.tags()["family"] if self.cls else "?"
+
+    def build(self, params: dict | None = None, random_state: int | None = None):
+        """A fresh estimator with ``params`` (unknown names: ``ParameterError``) and, when
+        the method has one, ``random_state``."""
+        if not self.available:
+            raise MethodUnavailableError(f"method {self.name!r} is unavailable: {self.reason}")
+        method = self.cls()
+        if params:
+            method.set_params(**params)
+        if random_state is not None and "random_state" in method.get_params():
+            method.set_params(random_state=random_state)
+        return method
 
 
 def method_names() -> list[str]:
@@ -66,18 +79,12 @@ def get_method(name: str) -> type[HMTCMethod]:
     """The class registered under ``name``; a clear error when unknown or unavailable."""
     info = inspect_method(name)
     if not info.available:
-        raise RuntimeError(f"method {name!r} is unavailable: {info.reason}")
+        raise MethodUnavailableError(f"method {name!r} is unavailable: {info.reason}")
     return info.cls
 
 
 def make_method(name: str, params: dict | None = None, random_state: int | None = None):
-    cls = get_method(name)
-    method = cls()
-    if params:
-        method.set_params(**params)
-    if random_state is not None and "random_state" in method.get_params():
-        method.set_params(random_state=random_state)
-    return method
+    return inspect_method(name).build(params, random_state)
 
 
 __all__ = ["HMTCMethod", "GROUP", "MethodInfo", "method_names", "inspect_method",

@@ -123,6 +123,7 @@ class NeuralMethod(HMTCMethod):
                             "consistent_by_construction": False, "supports_dag": True}
     PARAMS: ClassVar[dict] = {}      # this class's own hyper-parameters: name -> default
     DEFAULTS: ClassVar[dict] = {}    # new defaults of inherited hyper-parameters
+    ADDED_PARAMS: ClassVar[dict] = {"precision": "auto"}  # added after round-1 runs
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
