@@ -211,7 +211,7 @@ def main(argv=None) -> None:
         return
 
     import scipy.sparse as sp
-    from hmtc_bench.data.newsgroups import load
+    from hmtc_bench.data.formats.newsgroups import load
     from hmtc_bench.evaluation.decoding import decode
     from hmtc_bench.methods import get_method
     from hmtc_bench.methods.classical.features import make_vectorizer

@@ -238,7 +238,7 @@ def test_predict_proba_is_consistent_at_every_threshold(small):
 
 # ---------------------------------------------------------------------- 20 Newsgroups reader
 def test_newsgroups_paths_collapse_unary_chains():
-    from hmtc_bench.data.newsgroups import group_path
+    from hmtc_bench.data.formats.newsgroups import group_path
     groups = ["comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware",
               "comp.sys.mac.hardware", "alt.atheism"]
     assert group_path("comp.sys.ibm.pc.hardware", groups) == [
@@ -248,7 +248,7 @@ def test_newsgroups_paths_collapse_unary_chains():
 
 
 def test_newsgroups_archive_when_present():
-    from hmtc_bench.data.newsgroups import default_path, load
+    from hmtc_bench.data.formats.newsgroups import default_path, load
     if not default_path().is_file():
         pytest.skip("../shared/datasets/20newsgroups is absent")
     d = load()
