@@ -335,9 +335,9 @@ def main() -> None:  # console script
         if DEBUG["on"]:
             raise
         typer.echo(f"error: {type(err).__name__}: {err}\n"
-                   "This is not an input error hmtc-bench recognises: probably a bug in "
-                   f"hmtc-bench or in a plugin. The traceback is in {log} (or rerun with "
-                   "--debug).", err=True)
+                   "This is not an error hmtc-bench checks for: if your input is not the "
+                   "cause, it is a bug in hmtc-bench or in a plugin. The traceback is in "
+                   f"{log} (or rerun with --debug).", err=True)
         sys.exit(2)
 
 

@@ -127,6 +127,8 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
                       dev=(data.dev.texts, data.dev.Y))
         fit_seconds = time.perf_counter() - start
         training = training_summary(getattr(estimator, "train_state_", None))
+        for record in records:
+            record.training = training
         _say(f"  fitted in {fit_seconds:.1f} s; predicting {len(data.test)} test documents ...",
              quiet)
         start = time.perf_counter()
@@ -137,7 +139,6 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
             predicted = decode(proba, data.hierarchy, record.decode, threshold)
             record.metrics = evaluate(data.test.Y, predicted, data.hierarchy, train_counts)
             record.fit_seconds, record.predict_seconds = fit_seconds, predict_seconds
-            record.training = training
             record.status = "finished"
     except Exception as err:
         for record in records:

@@ -143,7 +143,7 @@ def test_a_bug_shows_as_a_bug(tmp_path):
     args = ["leaderboard", "--records", str(tmp_path)]
     plain = subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True)
     assert plain.returncode == 2
-    assert "ZeroDivisionError: inside" in plain.stderr and "probably a bug" in plain.stderr
+    assert "ZeroDivisionError: inside" in plain.stderr and "it is a bug" in plain.stderr
     assert "Traceback" not in plain.stderr
     debug = subprocess.run([sys.executable, str(path), "--debug", *args], capture_output=True,
                            text=True)
