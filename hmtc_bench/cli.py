@@ -118,8 +118,8 @@ def run(
         from hmtc_bench.runner import run_decodings
         info = inspect_method(method)
         info.build(params)  # unknown method or parameter: fail before loading data
+        store = _store(tracking_uri).check()  # and a store that cannot take the runs
         data = load_dataset(dataset)
-        store = _store(tracking_uri)
         records = [run_decodings(info, data, s, params, [decode], threshold, store)[0]
                    for s in seeds]
     except HMTCError as err:
@@ -175,6 +175,7 @@ def leaderboard(
         _fail(str(err))
     wanted = COLUMNS if columns is None else tuple(c.strip() for c in columns.split(",")
                                                   if c.strip())
+    records = [r for r in records if r.finished]
     known = {k for r in records for k in r.metrics} | {
         "fit_seconds", "predict_seconds", "peak_memory_mb"}
     unknown = [c for c in wanted if c not in known]
@@ -309,6 +310,32 @@ def export(
     for path, chunk in sorted(files.items()):
         dump_records(chunk, path)
         typer.echo(f"wrote {path} ({len(chunk)} runs)")
+
+
+@app.command("import")
+def import_records(
+    paths: Annotated[list[str], typer.Argument(help="JSON-lines record files or folders.")],
+    tracking_uri: TrackingUri = None,
+):
+    """Log exported or locally kept run records into the store (cells it has finished
+    already are skipped)."""
+    from hmtc_bench.record import load_records_file
+    try:
+        store = _store(tracking_uri).check()
+        records = [r for path in paths for r in load_records_file(path)]
+        done = store.finished_cells()
+        logged = 0
+        for record in records:
+            if record.finished and record.cell_key in done:
+                continue
+            record.run_id = record.experiment_id = None
+            store.log(record)
+            logged += 1
+            if record.finished:
+                done.add(record.cell_key)
+    except HMTCError as err:
+        _fail(str(err))
+    typer.echo(f"logged {logged} runs, skipped {len(records) - logged} already in {store.uri}")
 
 
 @app.command()

@@ -141,11 +141,12 @@ def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
     of finished, skipped (finished before) and failed cells. ``dry_run``: run nothing, list
     and count the cells still to run."""
     from hmtc_bench.data import load_dataset
+    from hmtc_bench.errors import StoreError
     from hmtc_bench.methods import inspect_method
     from hmtc_bench.record import RunRecord
-    from hmtc_bench.runner import run_decodings
+    from hmtc_bench.runner import CellTaken, run_decodings
     say = (lambda m: None) if quiet else _say
-    store = store or Store()
+    store = (store or Store()).check()  # before any data is loaded
     done = store.finished_cells()
     counts = ({"to run": 0, "skipped": 0, "unavailable": 0} if dry_run else
               {"finished": 0, "skipped": 0, "failed": 0, "unavailable": 0})
@@ -184,8 +185,13 @@ def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
             continue
         try:
             records = run_decodings(info, data, seed, params, todo, grid.threshold, store,
-                                    quiet=True)
-        except KeyboardInterrupt:
+                                    quiet=True, claim=True)
+        except CellTaken:
+            counts["skipped"] += len(todo)
+            position += len(todo)
+            say(f"[{position}/{total}] {label}: claimed or finished by another process, skipped")
+            continue
+        except (KeyboardInterrupt, StoreError):
             raise
         except Exception as err:  # recorded as failed by the runner; the grid goes on
             counts["failed"] += len(todo)

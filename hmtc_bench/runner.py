@@ -6,6 +6,7 @@ store it is given.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import resource
 import subprocess
@@ -18,12 +19,17 @@ import numpy as np
 
 from hmtc_bench.data import Dataset, load_dataset
 from hmtc_bench.evaluation import DEFAULT_POLICY, DEFAULT_THRESHOLD, decode, evaluate
+from hmtc_bench.errors import HMTCError, StoreError
 from hmtc_bench.methods import MethodInfo, inspect_method
 from hmtc_bench.record import RunRecord
-from hmtc_bench.tracking import Store
+from hmtc_bench.tracking import Store, keep_locally
 
 VERSIONED = ("hmtc-bench", "numpy", "scipy", "scikit-learn", "networkx", "mlflow", "torch",
              "transformers", "lightgbm")
+
+
+class CellTaken(HMTCError):
+    """The grid cell is claimed by another live process, or already finished."""
 
 
 def package_versions() -> dict[str, str]:
@@ -95,9 +101,15 @@ def run(method: str, dataset: str | Dataset = "icd10cm", seed: int = 0,
 def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
                   params: dict | None, policies: list[str],
                   threshold: float = DEFAULT_THRESHOLD, store: Store | None = None,
-                  track: bool = True, quiet: bool = False) -> list[RunRecord]:
+                  track: bool = True, quiet: bool = False,
+                  claim: bool = False) -> list[RunRecord]:
     """One fit and one prediction, decoded with each policy: one record per policy.
-    ``method`` is a registered name or its ``MethodInfo`` (``inspect_method(name)``)."""
+    ``method`` is a registered name or its ``MethodInfo`` (``inspect_method(name)``).
+
+    With ``track``, the runs are started in ``store`` before the fit (``claim``: only if no
+    other process holds or finished these cells, else ``CellTaken``) and finished after it;
+    a store that fails after the fit keeps the records in a local file (``StoreError`` says
+    where)."""
     info = method if isinstance(method, MethodInfo) else inspect_method(method)
     estimator = info.build(params, seed)
     if isinstance(dataset, str):
@@ -119,38 +131,67 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
         versions=package_versions(), git_commit=git_commit(),
         started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     records = [RunRecord(**base, decode=policy) for policy in policies]
+    if track and not store.start(records, claim=claim):
+        raise CellTaken(f"{info.name} seed {seed} on {data.name}: another process has "
+                        "claimed or finished this cell")
     reset_peak_memory()
     try:
-        _say(f"fitting {info.name} (seed {seed}) ...", quiet)
-        start = time.perf_counter()
-        estimator.fit(data.train.texts, data.train.Y, data.hierarchy,
-                      dev=(data.dev.texts, data.dev.Y))
-        fit_seconds = time.perf_counter() - start
-        training = training_summary(getattr(estimator, "train_state_", None))
-        for record in records:
-            record.training = training
-        _say(f"  fitted in {fit_seconds:.1f} s; predicting {len(data.test)} test documents ...",
-             quiet)
-        start = time.perf_counter()
-        proba = estimator.predict_proba(data.test.texts)
-        predict_seconds = time.perf_counter() - start
-        train_counts = np.asarray(data.train.Y.sum(axis=0)).ravel()
-        for record in records:
-            predicted = decode(proba, data.hierarchy, record.decode, threshold)
-            record.metrics = evaluate(data.test.Y, predicted, data.hierarchy, train_counts)
-            record.fit_seconds, record.predict_seconds = fit_seconds, predict_seconds
-            record.status = "finished"
-    except Exception as err:
+        with store.heartbeat(records) if track else contextlib.nullcontext():
+            _fit_and_evaluate(estimator, data, records, threshold, quiet)
+    except BaseException as err:
         for record in records:
             record.status = "failed"
             record.error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=5)}"
+        if track:
+            _finish(store, records, raising=False)
         raise
-    finally:
-        for record in records:
-            record.peak_memory_mb = peak_memory_mb()
-            if track:
-                store.log(record)
+    if track:
+        _finish(store, records, raising=True)
     return records
+
+
+def _fit_and_evaluate(estimator, data: Dataset, records: list[RunRecord], threshold: float,
+                      quiet: bool) -> None:
+    _say(f"fitting {records[0].method} (seed {records[0].seed}) ...", quiet)
+    start = time.perf_counter()
+    estimator.fit(data.train.texts, data.train.Y, data.hierarchy,
+                  dev=(data.dev.texts, data.dev.Y))
+    fit_seconds = time.perf_counter() - start
+    training = training_summary(getattr(estimator, "train_state_", None))
+    for record in records:
+        record.training = training
+    _say(f"  fitted in {fit_seconds:.1f} s; predicting {len(data.test)} test documents ...",
+         quiet)
+    start = time.perf_counter()
+    proba = estimator.predict_proba(data.test.texts)
+    predict_seconds = time.perf_counter() - start
+    train_counts = np.asarray(data.train.Y.sum(axis=0)).ravel()
+    for record in records:
+        predicted = decode(proba, data.hierarchy, record.decode, threshold)
+        record.metrics = evaluate(data.test.Y, predicted, data.hierarchy, train_counts)
+        record.fit_seconds, record.predict_seconds = fit_seconds, predict_seconds
+        record.peak_memory_mb = peak_memory_mb()
+        record.status = "finished"
+
+
+def _finish(store: Store, records: list[RunRecord], raising: bool) -> None:
+    """Write the records' ends to the store; what it cannot take is kept in a local file,
+    and the error says where (``raising``), or a warning does (a fit that failed anyway)."""
+    for record in records:
+        if record.peak_memory_mb is None:
+            record.peak_memory_mb = peak_memory_mb()
+    for i, record in enumerate(records):
+        try:
+            store.finish(record)
+        except Exception as err:
+            path = keep_locally(records[i:], store)
+            message = (f"store {store.uri} failed while logging ({type(err).__name__}: "
+                       f"{str(err).splitlines()[0] if str(err) else ''}); the run records are "
+                       f"kept in {path}: `hmtc-bench import {path}` logs them")
+            if raising:
+                raise StoreError(message) from None
+            print(f"warning: {message}", file=sys.stderr)
+            return
 
 
 def training_summary(state: dict | None) -> dict | None:

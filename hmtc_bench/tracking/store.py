@@ -1,45 +1,46 @@
-"""The results store: run records written to MLflow and read back, in one place.
+"""The results store: run records written to MLflow and read back.
 
 A ``Store`` is built once from a tracking URI (the argument, else ``MLFLOW_TRACKING_URI``,
 else the sqlite database ``results/mlflow.db`` under the current folder, artifacts in
 ``results/mlartifacts``) and passed down to the grid and the runner; it imports mlflow and
-builds its client once, on first use.
+builds its client once, on first use. How a record maps onto an MLflow run:
+``hmtc_bench.tracking.mapping``.
 
-How a ``RunRecord`` maps onto an MLflow run (one experiment per dataset name,
-``hmtc-bench/<dataset>``):
+What it guarantees:
 
-* parameters: the identity fields (``method``, ``dataset``, ``seed``, ``decode``,
-  ``threshold``) and every resolved method parameter as ``param.NAME``, encoded by
-  ``record.encode_param`` so that they read back with their types;
-* metrics: every finite number of ``metrics``, the timings, and a neural method's per-epoch
-  curves (``training.train_loss``, ``training.dev_micro_f1``, ``training.seconds``: one step
-  per epoch);
-* tags: hashes, seed, decoding policy, family, split, omitted identity parameters, package
-  versions (``version.*``), git commit, start time, error, the training summary
-  (``training.*``) and ``status``, written last, so a run cut short while logging is never
-  "finished";
-* artifacts: ``record.json`` (the whole record) and ``per_level_f1.png``.
+* ``check()`` (called by the command line and the grid before any data is loaded): the URI
+  names a store that is reachable, writable, not corrupt and has MLflow's schema, or a
+  one-line ``StoreError`` names it. An unreachable server fails in seconds.
+* Many processes may create and write one sqlite store at once: its creation (MLflow's
+  schema migration) is serialized by a lock file beside it (``<db>.lock``), and every write
+  is retried while the database is locked. Servers (``mlflow server`` with a database)
+  serialize writes themselves.
+* A run is "finished" only once everything else of it is written (the status tag comes
+  last). A run whose process died (killed, machine lost) stays "running" until the next
+  process that checks the store marks it "killed" (``hmtc_bench.tracking.liveness``); it is
+  never counted.
+* ``start(records, claim=True)`` claims grid cells before a fit: if another live process
+  claimed the same cell first, or it is finished, the claim is withdrawn (the new runs are
+  deleted) and ``False`` returned, so two grids on one store never fit one cell twice. A
+  claim expires with its process (see liveness).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
-from hmtc_bench.record import RunRecord, decode_param, encode_param
+from hmtc_bench.errors import StoreError
+from hmtc_bench.record import RunRecord
+from hmtc_bench.tracking import mapping
+from hmtc_bench.tracking.checks import check_uri, sqlite_path
+from hmtc_bench.tracking.liveness import RUNNING, Heartbeat, is_stale
 
 DEFAULT_DB = Path("results") / "mlflow.db"
-EXPERIMENT_PREFIX = "hmtc-bench/"
-PARAM_PREFIX = "param."
-RECORD_FIELDS = ("method", "dataset", "seed", "decode", "threshold")
-TIMINGS = ("fit_seconds", "predict_seconds", "peak_memory_mb")
-TRAINING_PREFIX = "training."
-TRAINING_FIELDS = ("epochs_run", "best_epoch", "best_dev_micro_f1", "stopped")
-HISTORY_FIELDS = ("train_loss", "dev_micro_f1", "seconds")
-MAX_PARAM = 6000  # MLflow's limit on a parameter value
+RETRY_SECONDS = 120.0  # how long a write waits for a locked database
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -54,20 +55,41 @@ def resolve_uri(uri: str | None = None) -> str:
 
 def artifact_root(uri: str) -> str | None:
     """Artifacts beside a sqlite database (``mlartifacts/``); None lets MLflow decide."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
-    return None
+    path = sqlite_path(uri)
+    return (path.parent / "mlartifacts").resolve().as_uri() if path else None
 
 
 def _import_mlflow():
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     import logging
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     import mlflow
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     return mlflow
+
+
+def _locked(err: Exception) -> bool:
+    text = str(err).lower()
+    return "database is locked" in text or "database table is locked" in text or \
+        "busy" in text
+
+
+def retry(action, seconds: float = RETRY_SECONDS):
+    """``action()``, again while the database is locked (with growing pauses)."""
+    deadline = time.monotonic() + seconds
+    pause = 0.05
+    while True:
+        try:
+            return action()
+        except Exception as err:
+            if not _locked(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 class Store:
@@ -77,72 +99,172 @@ class Store:
         self.uri = resolve_uri(uri)
         self._client = None
         self._experiments: dict[str, str] = {}
+        self._start_ms: dict[str, int] = {}
+        self._checked: set[bool] = set()
 
     def __repr__(self) -> str:
         return f"Store({self.uri!r})"
+
+    # ------------------------------------------------------------------ opening
+    def check(self, write: bool = True) -> "Store":
+        """Refuse a store that cannot be used (``StoreError``, one line naming the URI) and
+        open it; ``write``: also that it can be written, and mark the runs of dead
+        processes killed. Done once per store object (``start`` and ``records`` call it).
+        Returns self."""
+        if write in self._checked or True in self._checked:
+            return self
+        check_uri(self.uri, write)
+        try:
+            if write:
+                self.reap()
+            else:
+                retry(lambda: self.client.search_experiments(max_results=1))
+        except StoreError:
+            raise
+        except Exception as err:
+            raise StoreError(f"store {self.uri}: cannot be used ({_first_line(err)})") from None
+        self._checked.add(write)
+        return self
 
     @property
     def client(self):
         if self._client is None:
             mlflow = _import_mlflow()
-            self._client = mlflow.tracking.MlflowClient(tracking_uri=self.uri)
+            path = sqlite_path(self.uri)
+            if path is None:
+                self._client = mlflow.tracking.MlflowClient(tracking_uri=self.uri)
+            else:  # serialize the creation (schema migration) of a new sqlite store
+                import fcntl
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(f"{path}.lock", "a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    try:
+                        client = mlflow.tracking.MlflowClient(tracking_uri=self.uri)
+                        retry(lambda: client.search_experiments(max_results=1))
+                    finally:
+                        fcntl.flock(lock, fcntl.LOCK_UN)
+                self._client = client
         return self._client
 
     def _experiment_id(self, dataset: str) -> str:
-        name = EXPERIMENT_PREFIX + dataset
+        name = mapping.EXPERIMENT_PREFIX + dataset
         if name not in self._experiments:
-            experiment = self.client.get_experiment_by_name(name)
-            self._experiments[name] = (
-                experiment.experiment_id if experiment is not None else
-                self.client.create_experiment(name, artifact_location=artifact_root(self.uri)))
+            self._experiments[name] = retry(lambda: self._get_or_create(name))
         return self._experiments[name]
 
+    def _get_or_create(self, name: str) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
+        except Exception:  # created by another process meanwhile
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    def _experiment_ids(self, dataset: str | None = None) -> list[str]:
+        return [e.experiment_id for e in retry(self.client.search_experiments)
+                if e.name.startswith(mapping.EXPERIMENT_PREFIX)
+                and (dataset is None or e.name == mapping.EXPERIMENT_PREFIX + dataset)]
+
     # ------------------------------------------------------------------ writing
-    def log(self, record: RunRecord, plot: bool = True) -> str:
-        """Log one run record; returns (and sets on the record) its run id."""
-        from mlflow.entities import Metric, Param
+    def start(self, records: list[RunRecord], claim: bool = False) -> bool:
+        """Create the runs of ``records`` (status running; parameters and start tags
+        written), setting their run ids. With ``claim``, give them up (delete them) and
+        return False when a live process claimed any of their cells first or a finished
+        run of one exists."""
+        self.check()
         client = self.client
-        run = client.create_run(self._experiment_id(record.dataset), tags=_tags(record))
-        run_id = record.run_id = run.info.run_id
-        record.experiment_id = run.info.experiment_id
-        params = [Param(k, encode_param(getattr(record, k))[:MAX_PARAM]) for k in RECORD_FIELDS]
-        params += [Param(PARAM_PREFIX + k, encode_param(v)[:MAX_PARAM])
-                   for k, v in record.params.items()]
-        numbers = {**record.metrics, **{k: getattr(record, k) for k in TIMINGS}}
-        metrics = [Metric(k, float(v), 0, 0) for k, v in numbers.items()
-                   if isinstance(v, (int, float)) and math.isfinite(v)]
-        for epoch in (record.training or {}).get("history", []):
-            metrics += [Metric(TRAINING_PREFIX + k, float(v), 0, int(epoch["epoch"]))
-                        for k, v in epoch.items() if k in HISTORY_FIELDS and v is not None]
-        client.log_batch(run_id, metrics=metrics, params=params)
+        for record in records:
+            experiment = self._experiment_id(record.dataset)
+            run = retry(lambda: client.create_run(experiment, tags=mapping.start_tags(record)))
+            record.run_id, record.experiment_id = run.info.run_id, run.info.experiment_id
+            self._start_ms[record.run_id] = run.info.start_time
+            retry(lambda: client.log_batch(record.run_id, params=mapping.start_params(record)))
+        if claim and not all(self._holds(record) for record in records):
+            for record in records:
+                retry(lambda: client.delete_run(record.run_id))
+            return False
+        return True
+
+    def _holds(self, record: RunRecord) -> bool:
+        """Whether ``record``'s run is the first live claim of its cell, none finished."""
+        mine = (self._start_ms[record.run_id], record.run_id)
+        runs = retry(lambda: self.client.search_runs(
+            [record.experiment_id], filter_string=f"tags.cell_key = '{record.cell_key}'",
+            max_results=1000))
+        for run in runs:
+            if run.info.run_id == record.run_id:
+                continue
+            status = run.data.tags.get("status")
+            if status == "finished":
+                return False
+            if status == RUNNING and (run.info.start_time, run.info.run_id) < mine and \
+                    not is_stale(run.data.tags, run.info.start_time):
+                return False
+        return True
+
+    def heartbeat(self, records: list[RunRecord]) -> Heartbeat:
+        """A context manager refreshing the records' heartbeats while they are fitted."""
+        def write(run_id, now):
+            retry(lambda: self.client.set_tag(run_id, "heartbeat", str(int(now))), 10)
+        return Heartbeat(write, [r.run_id for r in records if r.run_id])
+
+    def finish(self, record: RunRecord, plot: bool = True) -> str:
+        """Write the end of a started run: metrics, tags, artifacts, then its status."""
+        client = self.client
+        run_id = record.run_id
+        retry(lambda: client.log_batch(run_id, metrics=mapping.end_metrics(record),
+                                       tags=mapping.end_tags(record)))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "record.json"
             path.write_text(json.dumps(record.to_dict(), indent=2, default=str))
-            client.log_artifact(run_id, str(path))
+            retry(lambda: client.log_artifact(run_id, str(path)))
             if plot and record.metrics:
                 from hmtc_bench.plots import save_png
-                path = Path(tmp) / "per_level_f1.png"
-                save_png(_run_figure(record), path)
-                client.log_artifact(run_id, str(path))
-        client.set_tag(run_id, "status", record.status)
-        client.set_terminated(run_id, "FINISHED" if record.finished else "FAILED")
+                figure = Path(tmp) / "per_level_f1.png"
+                save_png(mapping.run_figure(record), figure)
+                retry(lambda: client.log_artifact(run_id, str(figure)))
+        retry(lambda: client.set_tag(run_id, "status", record.status))
+        retry(lambda: client.set_terminated(run_id,
+                                            "FINISHED" if record.finished else "FAILED"))
         return run_id
+
+    def log(self, record: RunRecord, plot: bool = True) -> str:
+        """Write a whole record as a new run; returns (and sets on the record) its run id."""
+        self.start([record])
+        return self.finish(record, plot)
+
+    def reap(self) -> int:
+        """Mark the running runs of dead processes killed; returns how many."""
+        client = self.client
+        killed = 0
+        for experiment in self._experiment_ids():
+            for status in (RUNNING, "logging"):  # "logging": written by hmtc-bench 0.1
+                runs = retry(lambda: client.search_runs(
+                    [experiment], filter_string=f"tags.status = '{status}'", max_results=1000))
+                for run in runs:
+                    if is_stale(run.data.tags, run.info.start_time):
+                        retry(lambda: client.set_tag(run.info.run_id, "status", "killed"))
+                        retry(lambda: client.set_terminated(run.info.run_id, "KILLED"))
+                        killed += 1
+        return killed
 
     # ------------------------------------------------------------------ reading
     def records(self, dataset: str | None = None) -> list[RunRecord]:
-        """Run records read back (finished, failed, and runs cut short), newest first."""
+        """Run records read back (finished, failed, killed and running), newest first."""
+        self.check(write=False)
         client = self.client
-        experiments = [e for e in client.search_experiments()
-                       if e.name.startswith(EXPERIMENT_PREFIX)
-                       and (dataset is None or e.name == EXPERIMENT_PREFIX + dataset)]
         records = []
-        for experiment in experiments:
+        for experiment in self._experiment_ids(dataset):
             token = None
             while True:
-                page = client.search_runs([experiment.experiment_id], max_results=1000,
-                                          page_token=token,
-                                          order_by=["attributes.start_time DESC"])
-                records.extend(_record_of(run) for run in page)
+                page = retry(lambda: client.search_runs(
+                    [experiment], max_results=1000, page_token=token,
+                    order_by=["attributes.start_time DESC"]))
+                records.extend(mapping.record_of(run) for run in page)
                 token = page.token
                 if not token:
                     break
@@ -185,81 +307,27 @@ class Store:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _tags(record: RunRecord) -> dict[str, str]:
-    tags = {"mlflow.runName": f"{record.method} seed={record.seed}",
-            "method": record.method, "dataset": record.dataset, "family": record.family,
-            "dataset_hash": record.dataset_hash, "hierarchy_hash": record.hierarchy_hash,
-            "dataset_split": record.dataset_split, "seed": str(record.seed),
-            "decoding_policy": record.decode, "git_commit": record.git_commit,
-            "started_at": record.started_at, "status": "logging",
-            "cell_key": record.cell_key, "config_key": record.config_key,
-            "identity_omits": json.dumps(record.omitted)}
-    tags.update({f"version.{k}": v for k, v in record.versions.items()})
-    if record.error:
-        tags["error"] = record.error[:5000]
-    if record.training:
-        tags.update({TRAINING_PREFIX + k: str(record.training[k]) for k in TRAINING_FIELDS
-                     if record.training.get(k) is not None})
-    return tags
 
 
-def _record_of(run) -> RunRecord:
-    params = run.data.params
-    tags = run.data.tags
-    metrics = {k: v for k, v in run.data.metrics.items() if not k.startswith(TRAINING_PREFIX)}
-    timings = {k: metrics.pop(k, None) for k in TIMINGS}
-    omits = tags.get("identity_omits")
-    return RunRecord(
-        method=params.get("method", tags.get("method")),
-        dataset=params.get("dataset", tags.get("dataset")),
-        seed=int(params.get("seed", tags.get("seed", 0))),
-        decode=params.get("decode", tags.get("decoding_policy")),
-        threshold=float(params.get("threshold", 0.5)),
-        params={k[len(PARAM_PREFIX):]: decode_param(v) for k, v in params.items()
-                if k.startswith(PARAM_PREFIX)},
-        dataset_hash=tags.get("dataset_hash", ""),
-        hierarchy_hash=tags.get("hierarchy_hash", ""),
-        family=tags.get("family", "?"),
-        dataset_split=tags.get("dataset_split", ""),
-        identity_omits=None if omits is None else json.loads(omits),
-        status=tags.get("status", "running"),
-        metrics=metrics,
-        training=_training_of(tags),
-        versions={k[len("version."):]: v for k, v in tags.items() if k.startswith("version.")},
-        git_commit=tags.get("git_commit", "unknown"),
-        started_at=tags.get("started_at") or _iso(run.info.start_time),
-        error=tags.get("error"),
-        run_id=run.info.run_id,
-        experiment_id=run.info.experiment_id,
-        **timings,
-    )
+def keep_locally(records: list[RunRecord], store: Store) -> Path:
+    """Write records the store could not take to a JSON-lines file (beside an sqlite store,
+    else in the user's cache, else the temporary folder); ``hmtc-bench import FILE`` logs
+    them later. Returns the file."""
+    from hmtc_bench.record import dump_records
+    name = f"unlogged-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.jsonl"
+    folders = [Path(os.environ.get("HMTC_BENCH_CACHE", Path.home() / ".cache" / "hmtc-bench")),
+               Path(tempfile.gettempdir())]
+    path = sqlite_path(store.uri)
+    if path is not None:
+        folders.insert(0, path.parent)
+    for folder in folders:
+        try:
+            return dump_records(records, folder / "unlogged" / name)
+        except OSError:
+            continue
+    raise StoreError(f"store {store.uri}: the run records could not be kept anywhere")
 
 
-def _iso(milliseconds: int | None) -> str:
-    import datetime as dt
-    if milliseconds is None:
-        return ""
-    moment = dt.datetime.fromtimestamp(milliseconds / 1000, dt.timezone.utc)
-    return moment.isoformat(timespec="seconds")
-
-
-def _training_of(tags: dict) -> dict | None:
-    """The training summary (``runner.training_summary`` without the history, which is in
-    the run's metric history and its record.json); None for methods without one."""
-    if TRAINING_PREFIX + "best_epoch" not in tags:
-        return None
-    training = {k: tags.get(TRAINING_PREFIX + k) for k in TRAINING_FIELDS}
-    for key in ("epochs_run", "best_epoch"):
-        training[key] = int(training[key])
-    best = training["best_dev_micro_f1"]  # absent when trained without a dev set
-    training["best_dev_micro_f1"] = None if best is None else float(best)
-    return training
-
-
-def _run_figure(record: RunRecord):
-    from hmtc_bench.plots import level_f1_figure, levels_of
-    levels = levels_of(record.metrics, "micro_f1_level_")
-    groups = [(name, {lv: record.metrics[f"{prefix}{lv}"] for lv in levels})
-              for name, prefix in (("micro-F1", "micro_f1_level_"),
-                                   ("macro-F1", "macro_f1_level_"))]
-    return level_f1_figure(groups, f"{record.method} on {record.dataset} (seed {record.seed})")
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
