@@ -243,12 +243,15 @@ def report(
 def data_info(
     name_or_path: Annotated[str, typer.Argument(help="Dataset name or folder.")],
     strict: Annotated[bool, typer.Option(help="Refuse repairs and invalid UTF-8.")] = False,
+    dag: Annotated[bool, typer.Option(
+        "--dag", help="The hierarchy is a DAG: accept a label with two parents in a format "
+                      "that is a tree otherwise (HiAGM *.taxonomy, RCV1-V2).")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ):
     """Print a dataset card: counts per level, labels per document, depth, provenance."""
     try:
         from hmtc_bench.data import load_dataset
-        card = load_dataset(name_or_path, strict=strict).card()
+        card = load_dataset(name_or_path, strict=strict, dag=dag).card()
     except HMTCError as err:
         _fail(str(err).strip("'\""))
     if json_output:

@@ -32,23 +32,52 @@ def _where(source: str | None, line: int | None) -> str:
     return f"{source or '<edges>'}, line {line}: "
 
 
+def _place(source: str | None, line, relative_to: str | None = None) -> str:
+    """Where an edge came from, without the trailing colon: ``line 3`` when it is in the file
+    ``relative_to``, else ``file, line 3``; ``file`` alone or ``""`` when its line is unknown."""
+    if line is None:
+        return "" if source is None or source == relative_to else str(source)
+    return f"line {line}" if source == relative_to else f"{source or '<edges>'}, line {line}"
+
+
+def _lines_of(edges: list[dict], last: dict) -> str:
+    """`` (edges on lines 3, 4)``, or ``(edges on a.csv, line 2; b.csv, lines 2, 5)`` when
+    they come from several files; empty when no line is known."""
+    by_file: dict = {}
+    for d in edges:
+        if d["line"] is not None and d["line"] not in by_file.setdefault(d["file"], []):
+            by_file[d["file"]].append(d["line"])
+    by_file = {f: lines for f, lines in by_file.items() if lines}
+    if not by_file:
+        return ""
+
+    def lines(numbers):
+        return ("line " if len(numbers) == 1 else "lines ") + ", ".join(map(str, numbers))
+    if list(by_file) == [last["file"]]:
+        return f" (edges on {lines(by_file[last['file']])})"
+    return " (edges on " + "; ".join(f"{f or '<edges>'}, {lines(n)}"
+                                     for f, n in by_file.items()) + ")"
+
+
 class LabelHierarchy:
     """A rooted label DAG with a fixed label order.
 
     Parameters
     ----------
-    edges : iterable of (parent, child) or (parent, child, line)
-        ``parent`` may be the root name for top-level labels.
+    edges : iterable of (parent, child), (parent, child, line) or (parent, child, line, file)
+        ``parent`` may be the root name for top-level labels; ``line`` and ``file`` (default:
+        ``source``) say where the edge was read, for the messages.
     root : str
         Name of the synthetic root (never a label, never scored).
     tree : bool
-        When True, refuse a label with two parents.
+        When True, refuse a label with two parents (the message names both edges' lines).
     source : str, optional
         File name used in error messages.
 
     Labels are ordered by level (1 = top), then by first appearance in ``edges``.
     The level of a label in a DAG is 1 + the length of its longest path from the root,
-    so a parent always sits on a higher level than its child.
+    so a parent always sits on a higher level than its child. Edges may come in any order (a
+    child's edge before its parent's); a cycle is refused naming the lines of its edges.
     """
 
     def __init__(self, edges: Iterable[Sequence], *, root: str = ROOT, tree: bool = False,
@@ -59,7 +88,8 @@ class LabelHierarchy:
         for edge in edges:
             parent, child = str(edge[0]), str(edge[1])
             line = edge[2] if len(edge) > 2 else None
-            where = _where(source, line)
+            file = edge[3] if len(edge) > 3 else source
+            where = _where(file, line)
             if not child or not parent:
                 raise HierarchyError(f"{where}empty label name")
             if child == root:
@@ -70,25 +100,33 @@ class LabelHierarchy:
                 continue
             if tree and graph.has_node(child) and graph.in_degree(child) > 0:
                 other = next(iter(graph.predecessors(child)))
+                first = graph.edges[other, child]
+                at = _place(first["file"], first["line"], file)
+                here = _place(file, line, file)
                 raise HierarchyError(
-                    f"{where}label {child!r} has two parents ({other!r} and {parent!r}) "
-                    "but a tree was declared; pass tree=False for a DAG")
+                    f"{where}label {child!r} has two parents, {other!r}"
+                    + (f" ({at})" if at else "") + f" and {parent!r}"
+                    + (f" ({here})" if here else "")
+                    + ", but a tree was declared; remove one of the two lines, or declare "
+                    "the hierarchy a DAG (dag=True; --dag on the command line)")
             for label in (parent, child):
                 if label != root and label not in first_seen:
                     first_seen[label] = len(first_seen)
-            graph.add_edge(parent, child, line=line)
+            graph.add_edge(parent, child, line=line, file=file, order=graph.number_of_edges())
         if not nx.is_directed_acyclic_graph(graph):
             cycle = nx.find_cycle(graph)
-            lines = [graph.edges[e].get("line") for e in cycle]
-            last = max((n for n in lines if n is not None), default=None)
+            data = [graph.edges[e] for e in cycle]
+            last = max(data, key=lambda d: d["order"])  # the edge that closed the cycle
             raise HierarchyError(
-                f"{_where(source, last)}the hierarchy has a cycle: "
-                + " -> ".join([a for a, _ in cycle] + [cycle[0][0]]))
+                f"{_where(last['file'], last['line'])}the hierarchy has a cycle: "
+                + " -> ".join([a for a, _ in cycle] + [cycle[0][0]]) + _lines_of(data, last))
         orphans = [n for n in graph.nodes if n != root and graph.in_degree(n) == 0]
         if orphans:
+            first = min((graph.edges[e] for e in graph.out_edges(orphans[0])),
+                        key=lambda d: d["order"])
             raise HierarchyError(
-                f"{_where(source, None)}labels {orphans[:5]} have no parent and are not "
-                f"under the root {root!r} (unknown parent?)")
+                f"{_where(first['file'], first['line'])}labels {orphans[:5]} have no parent "
+                f"and are not under the root {root!r} (unknown parent?)")
         if len(first_seen) == 0:
             raise HierarchyError(f"{_where(source, None)}the hierarchy has no labels")
         self.root = root
@@ -115,13 +153,16 @@ class LabelHierarchy:
     def from_taxonomy(cls, path: str | Path, *, tree: bool = True) -> "LabelHierarchy":
         """Read the HiAGM taxonomy format: ``parent<TAB>child<TAB>child...``, first line ``Root``.
 
-        A parent must have appeared (as the root or as a child) on an earlier line.
+        The lines after the first may come in any order (a parent's line after its child's).
+        A tree by default: a label given a second parent is refused naming both lines, unless
+        ``tree=False`` (a DAG). A UTF-8 byte-order mark at the start of the file is dropped.
         """
         path = Path(path)
         edges = []
-        known: set[str] = set()
+        children: set[str] = set()
+        parent_line: dict[str, int] = {}
         root = None
-        with open(path, encoding="utf-8", errors="strict") as handle:
+        with open(path, encoding="utf-8-sig", errors="strict") as handle:
             for number, raw in enumerate(handle, start=1):
                 line = raw.rstrip("\r\n")
                 if not line.strip():
@@ -133,17 +174,18 @@ class LabelHierarchy:
                             f"{path}, line {number}: the first line must start with {ROOT!r}, "
                             f"found {fields[0]!r} (is this a HiAGM taxonomy file?)")
                     root = fields[0]
-                    known.add(root)
-                parent, children = fields[0], [c for c in fields[1:] if c]
-                if parent not in known:
-                    raise HierarchyError(
-                        f"{path}, line {number}: unknown parent {parent!r} "
-                        "(it must appear as a child on an earlier line)")
-                for child in children:
+                parent = fields[0]
+                parent_line.setdefault(parent, number)
+                for child in (c for c in fields[1:] if c):
                     edges.append((parent, child, number))
-                    known.add(child)
+                    children.add(child)
         if root is None:
             raise HierarchyError(f"{path}: empty taxonomy file")
+        for parent, number in parent_line.items():
+            if parent != ROOT and parent not in children:
+                raise HierarchyError(
+                    f"{path}, line {number}: unknown parent {parent!r} (it is never a child "
+                    f"on any line, nor is it the root {ROOT!r})")
         return cls(edges, root=ROOT, tree=tree, source=str(path))
 
     @classmethod

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from conftest import shared, write
-from hmtc_bench.data import DataError, RepairWarning, load_dataset
+from hmtc_bench.data import DataError, RepairWarning, UnseenLabelWarning, load_dataset
 from hmtc_bench.data.formats import detect_format, read_folder
 from hmtc_bench.data.toolkit import DecodeWarning
 
@@ -113,7 +113,8 @@ def test_generic_jsonl_and_csv_paths(tmp_path):
              "labels": ["Sci/Physics"] if i % 2 else [["Arts", "Music"], "Sci/Bio"]}
             for i in range(12)]
     write(jsonl / "train.jsonl", _lines(rows))
-    write(jsonl / "test.jsonl", _lines(rows[:3]))
+    # test documents of their own: an id repeated across splits is refused (test_data_faults)
+    write(jsonl / "test.jsonl", _lines([{**r, "id": f"t{r['id']}"} for r in rows[:3]]))
     assert detect_format(jsonl) == "paths"
     data = read_folder(jsonl)
     assert set(data.hierarchy.labels) == {"Sci", "Arts", "Physics", "Music", "Bio"}
@@ -148,8 +149,10 @@ def test_real_rcv1_dev_as_is():
     folder = shared("rcv1-v2-dev")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the shared files are closed and valid UTF-8
-        data = load_dataset(str(folder))
+        with pytest.warns(UnseenLabelWarning, match=r"3 labels occur in dev or test but never"):
+            data = load_dataset(str(folder))
     card = data.card()
+    assert card["labels_unseen_in_train"] == 3  # C32, C331, E143: in dev or test only
     assert sum(card["documents"].values()) == 2316
     assert card["labels_per_level"] == {1: 4, 2: 55, 3: 43, 4: 1}
     assert card["labels_per_document"] == pytest.approx(3.20, abs=0.01)

@@ -8,14 +8,20 @@ import warnings
 import pytest
 
 from conftest import shared
-from hmtc_bench.data import load_dataset
+from hmtc_bench.data import UnseenLabelWarning, load_dataset
 from hmtc_bench.data.formats import detect_format
 
 
 def _load(path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the shared files are valid and closed under ancestors
-        return load_dataset(str(path))
+        # labels only in dev or test are counted (one warning, and the card), not an error
+        warnings.simplefilter("always", UnseenLabelWarning)
+        with warnings.catch_warnings(record=True) as seen:
+            data = load_dataset(str(path))
+    unseen = [w for w in seen if issubclass(w.category, UnseenLabelWarning)]
+    assert len(unseen) == (1 if data.card()["labels_unseen_in_train"] else 0)
+    return data
 
 
 def test_wos_sample():
@@ -58,6 +64,7 @@ def test_reuters21578_modapte(which):
     assert card["documents_without_topics_left_out"] == {"train": 1828, "test": 280}
     assert card["documents"] == {"train": 6998, "dev": 777, "test": 3019}
     assert card["labels_per_level"] == {1: 6, 2: 118}
+    assert card["labels_unseen_in_train"] == 4  # sfr, peseta, cottonseed, f-cattle: test only
     assert card["topics_in_grouping"] == 135
     assert data.hierarchy.labels_at_level(1) == ["Other subject", "Economic Indicator", "Currency",
                                                  "Corporate", "Commodity", "Energy"]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hmtc_bench.data.dataset import DataError, Dataset, RepairWarning, Split, build_split
+from hmtc_bench.data.dataset import (DataError, Dataset, DuplicateIdWarning, RepairWarning, Split,
+                                     UnseenLabelWarning, build_split)
 from hmtc_bench.data.toolkit import DEFAULT_SEED, DecodeWarning
 from hmtc_bench.plugins import list_plugins, unknown
 
@@ -26,11 +27,15 @@ def list_datasets() -> dict:
 
 
 def load_dataset(name_or_path: str = DEFAULT_DATASET, *, strict: bool = False,
-                 seed: int | None = None) -> Dataset:
+                 seed: int | None = None, dag: bool = False) -> Dataset:
     """A registered dataset by name, or a dataset folder by path.
 
-    ``seed`` is the split seed of a folder whose dev (or dev and test) split is drawn
-    (default 0); registered loaders use their own recorded defaults.
+    ``strict`` refuses what is otherwise repaired with a warning (label sets not closed under
+    ancestors, invalid UTF-8). ``seed`` is the split seed of a folder whose dev (or dev and
+    test) split is drawn (default 0); registered loaders use their own recorded defaults.
+    ``dag`` declares the hierarchy a DAG: the formats that are trees by definition (HiAGM
+    ``*.taxonomy``, RCV1-V2 ``rcv1.topics.hier.orig``) otherwise refuse a label with a second
+    parent, naming both lines; other formats and registered datasets ignore it.
     """
     registered = list_datasets()
     if name_or_path in registered:
@@ -38,11 +43,13 @@ def load_dataset(name_or_path: str = DEFAULT_DATASET, *, strict: bool = False,
     path = Path(name_or_path)
     if path.exists():
         from hmtc_bench.data.formats import read_folder
-        return read_folder(path, strict=strict, seed=DEFAULT_SEED if seed is None else seed)
+        return read_folder(path, strict=strict, seed=DEFAULT_SEED if seed is None else seed,
+                           dag=dag)
     if "/" in name_or_path or name_or_path.startswith("."):
         raise DataError(f"{name_or_path}: no such file or folder")
     raise unknown("dataset", name_or_path, registered)
 
 
-__all__ = ["DataError", "Dataset", "DecodeWarning", "RepairWarning", "Split", "build_split",
-           "list_datasets", "load_dataset", "DEFAULT_DATASET"]
+__all__ = ["DataError", "Dataset", "DecodeWarning", "DuplicateIdWarning", "RepairWarning",
+           "Split", "UnseenLabelWarning", "build_split", "list_datasets", "load_dataset",
+           "DEFAULT_DATASET"]

@@ -24,6 +24,15 @@ class RepairWarning(UserWarning):
     """Label sets were not closed under ancestors and have been repaired."""
 
 
+class UnseenLabelWarning(UserWarning):
+    """Labels occur in dev or test but never in train: no method can learn them, and they
+    count as 0 in macro-F1 over all labels."""
+
+
+class DuplicateIdWarning(UserWarning):
+    """A corpus known to ship repeated document ids had them made unique."""
+
+
 @dataclass
 class Split:
     """One split: ``ids[i]``, ``texts[i]`` and row i of ``Y`` (n, L) describe document i."""
@@ -110,6 +119,13 @@ class Dataset:
     def splits(self) -> dict[str, Split]:
         return {name: getattr(self, name) for name in SPLITS}
 
+    def unseen_labels(self) -> list[str]:
+        """Labels (in label order) with documents in dev or test but none in train."""
+        in_train = np.asarray(self.train.Y.sum(axis=0)).ravel() > 0
+        elsewhere = (np.asarray(self.dev.Y.sum(axis=0)).ravel()
+                     + np.asarray(self.test.Y.sum(axis=0)).ravel()) > 0
+        return [self.hierarchy.labels[j] for j in np.flatnonzero(elsewhere & ~in_train)]
+
     @property
     def content_hash(self) -> str:
         """SHA-256 (first 16 hex) over the hierarchy, ids, texts and labels of every split."""
@@ -139,6 +155,7 @@ class Dataset:
             "labels_per_level": levels,
             "labels_used_per_level": {
                 k: int((used[h.level_columns(k)] > 0).sum()) for k in levels},
+            "labels_unseen_in_train": len(self.unseen_labels()),
             "depth": h.depth,
             "structure": "tree" if h.is_tree else "DAG",
             "labels_per_document": round(float(per_doc.mean()), 3),
@@ -149,6 +166,19 @@ class Dataset:
             "dataset_hash": self.content_hash,
             **self.info,
         }
+
+
+def warn_unseen_labels(dataset: Dataset, source: str, stacklevel: int = 3) -> None:
+    """One ``UnseenLabelWarning`` counting the labels of dev or test that train never has
+    (with the first few names); nothing when there are none."""
+    unseen = dataset.unseen_labels()
+    if unseen:
+        shown = ", ".join(repr(lab) for lab in unseen[:5]) + (", ..." if len(unseen) > 5 else "")
+        many = len(unseen) > 1
+        warnings.warn(f"{source}: {len(unseen)} label{'s' if many else ''} "
+                      f"occur{'' if many else 's'} in dev or test but never in train ({shown}); "
+                      f"no method can learn {'them' if many else 'it'} (recorded in the card as "
+                      "labels_unseen_in_train)", UnseenLabelWarning, stacklevel=stacklevel)
 
 
 def _deepest_labels(Y: sp.csr_matrix, hierarchy: LabelHierarchy) -> np.ndarray:

@@ -1,12 +1,18 @@
 """Download the publicly available corpora from their original sources.
 
 ``download(name, dest)`` fetches every file of a source into ``dest/<name>/``: it resumes a
-partial download (``<file>.part``, HTTP ``Range``), verifies the SHA-256 where one is
-published, and only then renames the file into place (atomically), so a file under its final
-name is always complete. A file whose checksum is not known is kept with a
-``ChecksumWarning`` that gives its digest; every digest is written to ``SHA256SUMS`` beside the
-files (``sha256sum -c SHA256SUMS`` re-checks them). Archives that the readers cannot read
-packed (the WOS zip) are unpacked after verification.
+partial download (``<file>.part``, HTTP ``Range``), verifies its SHA-256, and only then
+renames the file into place (atomically), so a file under its final name is always complete.
+Every digest is written to ``SHA256SUMS`` beside the files (``sha256sum -c SHA256SUMS``
+re-checks them; the dataset card of the folder lists them, ``sha256``).
+
+Which SHA-256 a file is verified against: the published one where the source (or a trusted
+copy) publishes one; otherwise the one recorded in ``SHA256SUMS`` when the file was first
+fetched (trust on first use). A first download without a published checksum is kept with a
+``ChecksumWarning`` that gives its digest and says it was recorded; every later download or
+re-check of that file (``force``, a deleted file fetched again, a file already present) is
+verified against the record, and a mismatch is refused with the download deleted. Archives
+that the readers cannot read packed (the WOS zip) are unpacked after verification.
 
 Sources (``SOURCES``):
 
@@ -147,6 +153,30 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def read_sums(folder: str | Path) -> dict[str, str]:
+    """File name -> SHA-256 from the ``SHA256SUMS`` file in ``folder`` (empty if none)."""
+    sums = Path(folder) / SUMS_FILE
+    if not sums.is_file():
+        return {}
+    out = {}
+    for line in sums.read_text(encoding="utf-8").splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and len(parts[0]) == 64:
+            out[parts[1].lstrip("*")] = parts[0].lower()
+    return out
+
+
+def _expected(remote: RemoteFile, folder: Path) -> tuple[str | None, str]:
+    """The SHA-256 to verify ``remote`` against and where it comes from: the published one,
+    else the one recorded at its first download, else none."""
+    if remote.sha256:
+        return remote.sha256, remote.checksum_source or "published checksum"
+    recorded = read_sums(folder).get(remote.name)
+    if recorded:
+        return recorded, f"recorded in {folder / SUMS_FILE} at its first download"
+    return None, ""
+
+
 def _open(url: str, offset: int, timeout: float):
     headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
     if offset:
@@ -218,17 +248,24 @@ def fetch(remote: RemoteFile, folder: str | Path, *, force: bool = False, verify
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / remote.name
     part = folder / (remote.name + ".part")
+    expected, origin = _expected(remote, folder)
     if final.exists() and not force:
-        if remote.sha256 and verify:
-            digest = sha256_of(final)
-            if digest != remote.sha256:
+        digest = sha256_of(final)
+        if expected and verify:
+            if digest != expected:
+                kind = "published" if remote.sha256 else "recorded"
                 raise DownloadError(
-                    f"{final}: present but its SHA-256 {digest} is not the published "
-                    f"{remote.sha256}; delete it, or pass force to download it again")
-            _say(progress, f"{remote.name}: present, SHA-256 verified")
+                    f"{final}: present but its SHA-256 {digest} is not the {kind} "
+                    f"{expected} ({origin}); delete it, or pass force to download it again")
+            _say(progress, f"{remote.name}: present, SHA-256 verified"
+                           + ("" if remote.sha256 else f" ({origin})"))
+        elif not expected:
+            _say(progress, f"{remote.name}: present; no published checksum, its SHA-256 "
+                           f"{digest} is recorded in {folder / SUMS_FILE} (later downloads "
+                           "are verified against it)")
         else:
             _say(progress, f"{remote.name}: present (not re-checked)")
-        _record_sum(folder, remote.name, sha256_of(final))
+        _record_sum(folder, remote.name, digest)
         return final
     if force:
         part.unlink(missing_ok=True)
@@ -246,20 +283,29 @@ def fetch(remote: RemoteFile, folder: str | Path, *, force: bool = False, verify
             f"or fetch it by hand into {folder}" + (f" (partial file kept: {part})"
                                                     if part.exists() else ""))
     digest = sha256_of(part)
-    if remote.sha256 and verify:
-        if digest != remote.sha256:
+    if expected and verify:
+        if digest != expected:
             part.unlink(missing_ok=True)
+            if not remote.sha256:
+                hint = (f"if the file at the source has really changed, delete its line in "
+                        f"{folder / SUMS_FILE} (or pass verify=False / --no-verify)")
+            else:
+                hint = ("if it persists the file at the source has changed (pass "
+                        "verify=False / --no-verify to keep it anyway)")
             raise DownloadError(
-                f"{remote.name}: SHA-256 mismatch: got {digest}, expected {remote.sha256} "
-                f"({remote.checksum_source or 'published checksum'}); the download was deleted. "
-                "Run again; if it persists the file at the source has changed "
-                "(pass verify=False / --no-verify to keep it anyway)")
-        _say(progress, f"{remote.name}: SHA-256 verified")
-    else:
-        why = "no published checksum is known" if not remote.sha256 else "verification was off"
-        warnings.warn(f"{remote.name}: {why}; its SHA-256 is {digest} (written to "
-                      f"{folder / SUMS_FILE}); compare it with a trusted copy",
+                f"{remote.name}: SHA-256 mismatch: got {digest}, expected {expected} "
+                f"({origin}); the download was deleted. Run again; {hint}")
+        _say(progress, f"{remote.name}: SHA-256 verified"
+                       + ("" if remote.sha256 else f" ({origin})"))
+    elif not expected:
+        warnings.warn(f"{remote.name}: no published checksum is known; its SHA-256 is {digest}, "
+                      f"recorded in {folder / SUMS_FILE}: later downloads of this file are "
+                      "verified against it (compare it with a trusted copy)",
                       ChecksumWarning, stacklevel=2)
+    else:
+        warnings.warn(f"{remote.name}: verification was off; its SHA-256 is {digest}, not "
+                      f"checked against {expected} ({origin}), and is now the one recorded in "
+                      f"{folder / SUMS_FILE}", ChecksumWarning, stacklevel=2)
     os.replace(part, final)
     _record_sum(folder, remote.name, digest)
     return final
@@ -317,9 +363,10 @@ def download(name: str, dest: str | Path = "data", *, force: bool = False, verif
              progress: Callable[[str], None] | None = None) -> Path:
     """Fetch the source ``name`` into ``dest/<name>/`` and return the folder to read.
 
-    Resumes partial files, verifies published SHA-256 sums (``verify=False`` keeps a file
-    whose sum differs), warns (``ChecksumWarning``) for files without one, renames a file into
-    place only when complete, and unpacks archives. ``force`` downloads again. ``progress``
+    Resumes partial files, verifies SHA-256 sums, published or recorded at a file's first
+    download (``verify=False`` keeps a file whose sum differs), warns (``ChecksumWarning``)
+    when a file without a published sum is first recorded, renames a file into place only
+    when complete, and unpacks archives. ``force`` downloads again. ``progress``
     receives one line per step (the CLI passes ``typer.echo``)."""
     table = list_sources(sources)
     if name not in table:
@@ -344,5 +391,5 @@ def download(name: str, dest: str | Path = "data", *, force: bool = False, verif
     return target
 
 
-__all__ = ["download", "fetch", "unpack_zip", "list_sources", "sha256_of", "SOURCES", "Source",
-           "RemoteFile", "DownloadError", "ChecksumWarning"]
+__all__ = ["download", "fetch", "unpack_zip", "list_sources", "sha256_of", "read_sums", "SOURCES",
+           "Source", "RemoteFile", "DownloadError", "ChecksumWarning", "SUMS_FILE"]

@@ -1,6 +1,13 @@
 """What the format readers share: collecting documents, reading lines, telling train / dev /
 test files apart by name, provenance, and building the ``Dataset`` with its splits.
 
+The same rules for every format: a UTF-8 byte-order mark at the start of a file is dropped
+(``read_lines``; anywhere else it stays text, so a JSON line starting with one is malformed);
+document ids are unique across train, dev and test (``unique_ids``: a repeated id is refused
+naming both places, or, for a corpus known to ship repeats, made unique with one
+``DuplicateIdWarning``); labels of dev or test that train never has are counted in one
+``UnseenLabelWarning`` and in the card. Nothing is returned when a check fails.
+
 This module imports no format module (``hmtc_bench.data.formats.*`` import it).
 """
 
@@ -13,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hmtc_bench.data.dataset import DataError, Dataset, Split, build_split, split_rows
+from hmtc_bench.data.dataset import (DataError, Dataset, DuplicateIdWarning, Split, build_split,
+                                     split_rows, warn_unseen_labels)
 from hmtc_bench.hierarchy import LabelHierarchy
 
 DEFAULT_SEED = 0
@@ -21,6 +29,8 @@ DEFAULT_SEED = 0
 TEST_FRACTION = 0.2
 DEV_FRACTION = 0.1
 ROLE_KEYS = (("train", ("train",)), ("dev", ("dev", "val")), ("test", ("test",)))
+SPLIT_ORDER = ("train", "dev", "test")
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark
 
 
 class DecodeWarning(UserWarning):
@@ -45,6 +55,10 @@ class Records:
         self.labels.append(labels)
         self.lines.append(line)
 
+    def where(self, i: int) -> str:
+        """The file and line of document ``i``, as in messages."""
+        return f"{self.source}, line {self.lines[i]}"
+
     def split(self, hierarchy: LabelHierarchy, strict: bool, rows=None) -> Split:
         if rows is None:
             rows = range(len(self.ids))
@@ -58,12 +72,15 @@ class Records:
 def read_lines(path: Path, strict: bool,
                opener: Callable[[Path], object] | None = None) -> Iterator[tuple[int, str]]:
     """Yield (line number, text) of a file, decoding invalid UTF-8 with replacement
-    (counted in one warning) or refusing it when ``strict``. ``opener`` opens the file for
+    (counted in one warning) or refusing it when ``strict``; a UTF-8 byte-order mark at the
+    start of the file is dropped. ``opener`` opens the file for
     reading bytes (default: ``open(path, "rb")``; e.g. ``gzip.open`` for a ``.gz`` file)."""
     bad = 0
     first_bad = None
     with (opener(path) if opener else open(path, "rb")) as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1:
+                raw = raw.removeprefix(BOM)  # a byte-order mark starts the file, not its text
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
@@ -154,18 +171,66 @@ def assign_roles(files: Sequence[Path], folder: Path) -> dict[str, Path]:
 # ---------------------------------------------------------------------- provenance
 def provenance(folder: Path, licence: str = "unknown") -> dict:
     """Provenance and licence lines from a PROVENANCE.md or README beside the data, if any;
-    without one, ``licence`` is the licence."""
+    without one, ``licence`` is the licence. The SHA-256 of the downloaded files are added
+    where ``hmtc-bench data download`` recorded them (``checksums``)."""
+    out = {"provenance": "unknown (no PROVENANCE.md beside the data)", "licence": licence}
     for candidate in ("PROVENANCE.md", "README.md"):
         path = folder / candidate
         if path.is_file():
             text = path.read_text(encoding="utf-8", errors="replace")
             found = next((line.strip("-* ") for line in text.splitlines()
                           if "licen" in line.lower()), "see " + candidate)
-            return {"provenance": f"{path}", "licence": found[:300]}
-    return {"provenance": "unknown (no PROVENANCE.md beside the data)", "licence": licence}
+            out = {"provenance": f"{path}", "licence": found[:300]}
+            break
+    out.update(checksums(folder))
+    return out
+
+
+def checksums(folder: Path) -> dict:
+    """``sha256`` (file name -> SHA-256) and ``sha256_file`` from the ``SHA256SUMS`` that
+    ``hmtc-bench data download`` writes beside the files it fetched (in ``folder``, or in its
+    parent for an unpacked archive); empty when there is none."""
+    from hmtc_bench.data.download import SUMS_FILE, read_sums
+    folder = Path(folder)
+    for place in (folder, folder.parent):
+        sums = read_sums(place)
+        if sums:
+            return {"sha256": sums, "sha256_file": str(place / SUMS_FILE)}
+    return {}
 
 
 # ---------------------------------------------------------------------- the dataset
+def unique_ids(parts: Sequence[Records], *, rename: bool = False) -> int:
+    """Check that no document id is given twice in ``parts`` (every file of a corpus).
+
+    A repeated id is refused naming both places. With ``rename`` (for a corpus known to
+    ship repeats) the second and later ones become ``<id>#2``, ``<id>#3``... and one
+    ``DuplicateIdWarning`` counts them. Returns the number renamed."""
+    seen: dict[str, tuple[Records, int]] = {}
+    renamed, first = 0, None
+    for records in parts:
+        for i, doc_id in enumerate(records.ids):
+            if doc_id not in seen:
+                seen[doc_id] = (records, i)
+                continue
+            earlier, j = seen[doc_id]
+            if not rename:
+                raise DataError(f"{records.where(i)}: document id {doc_id!r} is given twice "
+                                f"(first at {earlier.where(j)}); ids must be unique across "
+                                "train, dev and test")
+            k = 2
+            while f"{doc_id}#{k}" in seen:
+                k += 1
+            records.ids[i] = f"{doc_id}#{k}"
+            seen[records.ids[i]] = (records, i)
+            renamed += 1
+            first = first or f"{doc_id!r} at {records.where(i)}, first at {earlier.where(j)}"
+    if renamed:
+        warnings.warn(f"{renamed} documents repeat an earlier document id and were renamed "
+                      f"<id>#2, <id>#3, ... (first: {first})", DuplicateIdWarning, stacklevel=3)
+    return renamed
+
+
 def draw_test_dev(n: int, seed: int, test_fraction: float,
                   dev_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows (train, dev, test) of one corpus of ``n`` documents: test drawn with ``seed``,
@@ -176,9 +241,18 @@ def draw_test_dev(n: int, seed: int, test_fraction: float,
 
 
 def make_dataset(name: str, hierarchy: LabelHierarchy, by_role: dict[str, Records],
-                 strict: bool, seed: int, info: dict) -> Dataset:
-    """Build the splits; draw dev from train, or all three from one file, with ``seed``."""
+                 strict: bool, seed: int, info: dict, *,
+                 rename_duplicates: bool = False) -> Dataset:
+    """Build the splits; draw dev from train, or all three from one file, with ``seed``.
+
+    Document ids are checked unique first (``unique_ids``; ``rename_duplicates`` for a corpus
+    known to ship repeats, the count recorded in the card); labels of dev or test never in
+    train are counted in one ``UnseenLabelWarning``."""
     info = dict(info)
+    renamed = unique_ids([by_role[r] for r in ("all", *SPLIT_ORDER) if r in by_role],
+                         rename=rename_duplicates)
+    if renamed:
+        info["duplicate_ids_renamed"] = renamed
     if "all" in by_role:
         records = by_role["all"]
         train_rows, dev_rows, test_rows = draw_test_dev(len(records.ids), seed, TEST_FRACTION,
@@ -202,4 +276,6 @@ def make_dataset(name: str, hierarchy: LabelHierarchy, by_role: dict[str, Record
             info["split_seed"] = seed
         else:
             info["split"] = "given train/dev/test files"
-    return Dataset(name, hierarchy, splits["train"], splits["dev"], splits["test"], info)
+    dataset = Dataset(name, hierarchy, splits["train"], splits["dev"], splits["test"], info)
+    warn_unseen_labels(dataset, str(info.get("path", name)), stacklevel=3)
+    return dataset

@@ -5,7 +5,16 @@
 ``recognise(path) -> bool``
     whether a path (a folder, or for some formats an archive) is in this format;
 ``read(path, *, strict=False, seed=DEFAULT_SEED, **options) -> Dataset``
-    read it.
+    read it. Formats whose hierarchy is a tree by definition (``hiagm``, ``lyrl2004``) take
+    ``dag=False``: a label with a second parent is refused unless ``dag=True``. The others
+    either accept a DAG as it comes (``bgc``, ``relaclass``, ``paths``) or build their tree
+    themselves (the rest), so ``dag`` does not apply to them.
+
+What every reader shares (``hmtc_bench.data.toolkit``): a UTF-8 byte-order mark at the start
+of a file is dropped (formats read as Latin-1, Reuters-21578 and 20 Newsgroups, have none);
+document ids must be unique across train, dev and test (a repeated id is refused naming both
+places); labels found in dev or test but never in train are counted in one
+``UnseenLabelWarning`` and in the card (``labels_unseen_in_train``).
 
 ``FORMATS`` lists them in the order ``detect_format`` tries them: the standard corpora,
 recognised by their distinctive file names, before the generic ``hiagm``, ``relaclass`` and
@@ -32,6 +41,7 @@ share.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from hmtc_bench.data.dataset import DataError, Dataset
@@ -67,13 +77,21 @@ def detect_format(folder: str | Path) -> str:
                     f"see README.md). Found: {sorted(names)[:8]}.{hint}")
 
 
+def takes_dag(fmt: str) -> bool:
+    """Whether the format's hierarchy is a tree unless ``dag=True`` says otherwise."""
+    return "dag" in inspect.signature(BY_NAME[fmt].read).parameters
+
+
 def read_folder(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
-                fmt: str | None = None) -> Dataset:
-    """Read a folder (or archive) in the format ``fmt``, recognised when not given."""
+                fmt: str | None = None, dag: bool = False) -> Dataset:
+    """Read a folder (or archive) in the format ``fmt``, recognised when not given. ``dag``
+    accepts a label with more than one parent in the formats that are trees by default
+    (``takes_dag``); the other formats read their hierarchy as they always do."""
     fmt = fmt or detect_format(folder)
     if fmt not in BY_NAME:
         raise DataError(f"unknown format {fmt!r}; known: {sorted(BY_NAME)}")
-    return BY_NAME[fmt].read(folder, strict=strict, seed=seed)
+    options = {"dag": dag} if takes_dag(fmt) else {}
+    return BY_NAME[fmt].read(folder, strict=strict, seed=seed, **options)
 
 
-__all__ = ["FORMATS", "BY_NAME", "detect_format", "read_folder"]
+__all__ = ["FORMATS", "BY_NAME", "detect_format", "read_folder", "takes_dag"]

@@ -7,8 +7,8 @@ WOS comes as one corpus: it is split with a recorded seed in the proportions of 
 
 from __future__ import annotations
 
-from hmtc_bench.data.dataset import DataError, Dataset
-from hmtc_bench.data.toolkit import Records, draw_test_dev
+from hmtc_bench.data.dataset import DataError, Dataset, warn_unseen_labels
+from hmtc_bench.data.toolkit import Records, draw_test_dev, unique_ids
 from hmtc_bench.hierarchy import HierarchyError, LabelHierarchy
 
 WOS_LICENCE = ("WOS (Kowsari et al. 2017, HDLTex): Mendeley Data doi:10.17632/9rw3vkcfy4; "
@@ -20,6 +20,7 @@ WOS_DEV_FRACTION = 0.2  # of the rest, as HiAGM's preprocessing
 def split_corpus(name: str, hierarchy: LabelHierarchy, records: Records, strict: bool,
                  seed: int, info: dict) -> Dataset:
     """Test 20 %, then dev 20 % of the rest, each drawn with a recorded seed."""
+    unique_ids([records])
     train_rows, dev_rows, test_rows = draw_test_dev(len(records.ids), seed, WOS_TEST_FRACTION,
                                                     WOS_DEV_FRACTION)
     info = dict(info)
@@ -27,9 +28,11 @@ def split_corpus(name: str, hierarchy: LabelHierarchy, records: Records, strict:
                      f"{WOS_DEV_FRACTION:.0%} of the rest (seed {seed + 1}), the proportions "
                      "of the HTC papers")
     info["split_seed"] = seed
-    return Dataset(name, hierarchy, records.split(hierarchy, strict, train_rows),
-                   records.split(hierarchy, strict, dev_rows),
-                   records.split(hierarchy, strict, test_rows), info)
+    dataset = Dataset(name, hierarchy, records.split(hierarchy, strict, train_rows),
+                      records.split(hierarchy, strict, dev_rows),
+                      records.split(hierarchy, strict, test_rows), info)
+    warn_unseen_labels(dataset, str(info.get("path", name)), stacklevel=3)
+    return dataset
 
 
 def non_negative_int(value, where: str, column: str) -> int:

@@ -4,6 +4,9 @@ A taxonomy file (``*.taxonomy``: ``parent<TAB>child...``, first line ``Root``) a
 with ``token``/``label`` or ``doc_token``/``doc_label`` keys; the text is a token list (joined
 with spaces) or a string. Files whose names contain ``train``, ``dev``/``val`` and ``test``
 are those splits; a single file is split with a recorded seed.
+
+The taxonomy is a tree: a label given a second parent is refused naming both lines, unless
+``dag=True`` declares the hierarchy a DAG. Its lines may come in any order.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ def read_file(path: str | Path, *, strict: bool = False) -> Records:
 
 
 def read(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
-         name: str | None = None) -> Dataset:
-    """Read a folder: one ``*.taxonomy`` file and the JSON lines files beside it."""
+         name: str | None = None, dag: bool = False) -> Dataset:
+    """Read a folder: one ``*.taxonomy`` file and the JSON lines files beside it; ``dag``
+    accepts labels with more than one parent."""
     folder = Path(folder)
     taxonomies = sorted(folder.glob("*.taxonomy"))
     if len(taxonomies) != 1:
@@ -57,7 +61,7 @@ def read(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
     if not files:
         raise DataError(f"{folder}: no *.json or *.jsonl data files beside {taxonomies[0].name}")
     try:
-        hierarchy = LabelHierarchy.from_taxonomy(taxonomies[0], tree=False)
+        hierarchy = LabelHierarchy.from_taxonomy(taxonomies[0], tree=not dag)
     except UnicodeDecodeError as err:
         raise DataError(f"{taxonomies[0]}: not UTF-8 ({err.reason})") from None
     roles = assign_roles(files, folder)

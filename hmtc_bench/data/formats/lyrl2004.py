@@ -16,6 +16,9 @@ part is recorded in the card and warned about. Dev is drawn from train with a re
 (10 %: 20,834 / 2,315, the proportions of the HTC papers' 20,833 / 2,316).
 
 Text: the LYRL2004 tokens (stemmed, stop words removed) joined with spaces.
+
+The topic hierarchy is a tree: a code given a second parent is refused naming both lines,
+unless ``dag=True`` declares it a DAG.
 """
 
 from __future__ import annotations
@@ -62,8 +65,10 @@ def _lines(path: Path, strict: bool) -> Iterable[tuple[int, str]]:
         raise DataError(f"{path}: cannot read ({err})") from None
 
 
-def read_topic_hierarchy(path: str | Path) -> tuple[LabelHierarchy, dict[str, str]]:
-    """The topic tree of ``rcv1.topics.hier.orig`` and each code's description."""
+def read_topic_hierarchy(path: str | Path, *, dag: bool = False
+                         ) -> tuple[LabelHierarchy, dict[str, str]]:
+    """The topic tree of ``rcv1.topics.hier.orig`` (a DAG with ``dag``) and each code's
+    description."""
     path = Path(path)
     edges, names = [], {}
     root = None
@@ -85,7 +90,8 @@ def read_topic_hierarchy(path: str | Path) -> tuple[LabelHierarchy, dict[str, st
         raise DataError(f"{path}: no 'parent: None child: Root' line (is this "
                         "rcv1.topics.hier.orig?)")
     try:
-        return LabelHierarchy.from_edges(edges, root=root, tree=True, source=str(path)), names
+        return LabelHierarchy.from_edges(edges, root=root, tree=not dag,
+                                          source=str(path)), names
     except HierarchyError as err:
         raise DataError(str(err)) from None
 
@@ -147,15 +153,18 @@ def _find(folder: Path, pattern: re.Pattern, what: str) -> Path:
 
 
 def read(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
-         name: str | None = None, test_parts: Iterable[int] | None = None) -> Dataset:
+         name: str | None = None, test_parts: Iterable[int] | None = None,
+         dag: bool = False) -> Dataset:
     """Read RCV1-V2 from the LYRL2004 token files, qrels and topic hierarchy.
 
     ``test_parts`` restricts the test split to some of the parts 0-3 (default: all that are
-    present); what was read is recorded in the card."""
+    present); what was read is recorded in the card. ``dag`` accepts a topic with more than
+    one parent."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
-    hierarchy, _ = read_topic_hierarchy(_find(folder, HIERARCHY, "rcv1.topics.hier.orig"))
+    hierarchy, _ = read_topic_hierarchy(_find(folder, HIERARCHY, "rcv1.topics.hier.orig"),
+                                        dag=dag)
     qrels = _find(folder, QRELS, "rcv1-v2.topics.qrels[.gz]")
     token_files: dict[str, list[Path]] = {"train": [], "test": []}
     parts = {}

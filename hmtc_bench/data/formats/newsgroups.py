@@ -17,8 +17,9 @@ import tarfile
 from collections import defaultdict
 from pathlib import Path
 
-from hmtc_bench.data.dataset import DataError, Dataset, build_split, split_rows
-from hmtc_bench.data.toolkit import DEFAULT_SEED, DEV_FRACTION
+from hmtc_bench.data.dataset import (DataError, Dataset, build_split, split_rows,
+                                     warn_unseen_labels)
+from hmtc_bench.data.toolkit import DEFAULT_SEED, DEV_FRACTION, checksums
 from hmtc_bench.hierarchy import LabelHierarchy
 
 NAME = "20news-bydate"
@@ -85,6 +86,10 @@ def load(path: str | Path | None = None, *, seed: int = DEFAULT_SEED,
         raise DataError(f"{path}: expected folders 20news-bydate-train/ and 20news-bydate-test/")
     for split in docs:
         docs[split].sort()
+        repeated = next((a for a, b in zip(docs[split], docs[split][1:]) if a[0] == b[0]), None)
+        if repeated:
+            raise DataError(f"{path}: the document 20news-bydate-{repeated[0]} is in the archive "
+                            "twice; document ids must be unique")
     groups = sorted({g for split in docs.values() for _, g, _ in split})
     paths = {g: group_path(g, groups) for g in groups}
     hierarchy = LabelHierarchy.from_paths([paths[g] for g in groups], tree=True,
@@ -104,4 +109,7 @@ def load(path: str | Path | None = None, *, seed: int = DEFAULT_SEED,
             "split": f"given train/test; dev = {dev_fraction:.0%} of train drawn with seed {seed}",
             "split_seed": seed,
             "hierarchy": "dotted group names, unary chains collapsed"}
-    return Dataset("20newsgroups", hierarchy, train, dev, test, info)
+    info.update(checksums(path.parent))
+    dataset = Dataset("20newsgroups", hierarchy, train, dev, test, info)
+    warn_unseen_labels(dataset, str(path))
+    return dataset

@@ -2,9 +2,10 @@
 
 JSON lines (``*.jsonl``) or CSV (``*.csv``) with ``id``, ``text`` and ``labels``: a list of
 label paths, each a list of labels from the top down or a string with the labels joined by
-``/``. In CSV, paths are separated by ``;``. The hierarchy is built from the paths. Files
-whose names contain ``train``, ``dev``/``val`` and ``test`` are those splits; a single file
-is split with a recorded seed.
+``/``. In CSV, paths are separated by ``;``. The hierarchy is built from the paths (a DAG
+when a label sits under two parents); a cycle is refused naming the files and lines of its
+edges. Files whose names contain ``train``, ``dev``/``val`` and ``test`` are those splits; a
+single file is split with a recorded seed.
 """
 
 from __future__ import annotations
@@ -47,14 +48,15 @@ def _split_paths(value, path, number, sep) -> list[list[str]]:
 
 
 def read_file(path: str | Path, *, strict: bool = False,
-              sep: str = PATH_SEP) -> tuple[Records, list[list[str]]]:
-    """Read one JSON lines or CSV file; returns its records and all its label paths."""
+              sep: str = PATH_SEP) -> tuple[Records, list[tuple[list[str], int]]]:
+    """Read one JSON lines or CSV file; returns its records and all its label paths, each
+    with the line it was read on."""
     path = Path(path)
     records = Records(str(path))
-    all_paths: list[list[str]] = []
+    all_paths: list[tuple[list[str], int]] = []
 
     def add(number, doc_id, text, paths):
-        all_paths.extend(paths)
+        all_paths.extend((p, number) for p in paths)
         records.add(number, doc_id, text, sorted({lab for p in paths for lab in p}))
 
     if path.suffix == ".csv":
@@ -88,14 +90,16 @@ def read(folder: str | Path, *, strict: bool = False, seed: int = DEFAULT_SEED,
     if not files:
         raise DataError(f"{folder}: no *.jsonl or *.csv files")
     roles = assign_roles(files, folder)
-    by_role, paths = {}, []
-    for role, path in roles.items():
+    by_role, edges = {}, []
+    for role, path in roles.items():  # in file-name order: the label order depends on it
         by_role[role], file_paths = read_file(path, strict=strict, sep=sep)
-        paths.extend(file_paths)
+        for labels, number in file_paths:  # edges from the top down, each with its file and line
+            edges += [(parent, child, number, str(path))
+                      for parent, child in zip(["Root", *labels], labels)]
     try:
-        hierarchy = LabelHierarchy.from_paths(list(dict.fromkeys(map(tuple, paths))))
+        hierarchy = LabelHierarchy.from_edges(edges, tree=False)
     except HierarchyError as err:
-        raise DataError(f"{folder}: {err}") from None
+        raise DataError(str(err)) from None
     info = {"format": NAME, "path": str(folder), "files": sorted(p.name for p in files)}
     info.update(provenance(folder))
     return make_dataset(name or folder.name, hierarchy, by_role, strict, seed, info)
