@@ -114,6 +114,10 @@ class Store:
         if write in self._checked or True in self._checked:
             return self
         check_uri(self.uri, write)
+        path = sqlite_path(self.uri)
+        if path is not None and not path.exists():  # a new store, created by its first run
+            self._checked.add(write)
+            return self
         try:
             if write:
                 self.reap()
@@ -254,7 +258,11 @@ class Store:
 
     # ------------------------------------------------------------------ reading
     def records(self, dataset: str | None = None) -> list[RunRecord]:
-        """Run records read back (finished, failed, killed and running), newest first."""
+        """Run records read back (finished, failed, killed and running), newest first; none
+        from an sqlite store that does not exist yet."""
+        path = sqlite_path(self.uri)
+        if path is not None and not path.exists():
+            return []
         self.check(write=False)
         client = self.client
         records = []
