@@ -19,3 +19,12 @@ class MethodUnavailableError(HMTCError, RuntimeError):
 
 class StoreError(HMTCError, RuntimeError):
     """A results store that cannot be opened, read or written."""
+
+
+class CheckpointError(HMTCError, ValueError):
+    """A neural checkpoint that cannot be used: written for other data, parameters or
+    hierarchy, or a file that is missing, unreadable or fails its SHA-256 checksum."""
+
+
+class TrainingError(HMTCError, RuntimeError):
+    """Training that cannot go on, such as a non-finite (NaN or infinite) loss."""

@@ -13,8 +13,10 @@ Shared parts, by job:
   ``EncoderStack``, tokenising;
 * ``heads``: ``TextClassifier`` (the base of the networks), ``TextCNN``, pooling, priors;
 * ``batching``: length bucketing, padding, the cache of frozen states, batched inference;
-* ``training``: the ``Trainer`` (AdamW, warm-up, early stopping, resuming);
-* ``checkpoints``: ``Checkpoint`` (safetensors and JSON, no pickle);
+* ``training``: the ``Trainer`` (AdamW, warm-up, early stopping, resuming; a NaN or
+  infinite loss stops it with ``TrainingError``);
+* ``checkpoints``: ``Checkpoint`` (safetensors and JSON, no pickle; every file checked
+  against its recorded SHA-256 before it is read, ``CheckpointError`` otherwise);
 * ``devices``: device choice, seeding, precision (autocast).
 
 A new neural method is two files: an estimator subclassing ``base.NeuralMethod`` (its own

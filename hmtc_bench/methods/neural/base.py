@@ -66,10 +66,19 @@ precision : "auto", "bf16" or "fp32"
     "fp32": float32 everywhere. Weights and optimizer state stay float32 in every case.
 checkpoint_dir : str or None
     Folder for checkpoints (safetensors + JSON, see ``checkpoints.Checkpoint``); the fitted
-    model can be reloaded with ``from_checkpoint``.
+    model can be reloaded with ``from_checkpoint``. Every file's SHA-256 is recorded and
+    checked before it is read: a missing, unreadable or changed file raises
+    ``CheckpointError`` naming it, and nothing is loaded.
 resume : bool
     Continue an interrupted run from ``checkpoint_dir`` (its last finished epoch); a
-    finished run is loaded instead of trained again.
+    finished run is loaded instead of trained again. A checkpoint is resumed only by a
+    fit of the same method and parameters on the same data: the same hierarchy and a
+    content hash of the training texts and labels and of the dev split used for early
+    stopping. Otherwise the fit is refused with ``CheckpointError`` naming the folder
+    (left untouched); train elsewhere with another ``checkpoint_dir``, or again in that
+    folder with ``resume=False``. Without ``resume`` a fit starts afresh and replaces the
+    folder's checkpoint. A NaN or infinite training loss stops a fit with
+    ``TrainingError`` (epoch, step, a hint); the checkpoint keeps the last good epoch.
 progress : bool
     tqdm progress bars and one line per epoch on stderr.
 random_state : int
@@ -139,6 +148,21 @@ class NeuralMethod(HMTCMethod):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ fit
+    def fit(self, texts, Y, hierarchy, dev=None) -> NeuralMethod:
+        """``HMTCMethod.fit``; a fit that fails (``TrainingError``, ``CheckpointError``, an
+        interruption) leaves the method unfitted: nothing of it or of an earlier fit stays."""
+        self._forget_fit()
+        try:
+            return super().fit(texts, Y, hierarchy, dev)
+        except BaseException:
+            self._forget_fit()
+            raise
+
+    def _forget_fit(self) -> None:
+        for name in ("hierarchy_", "n_labels_", "tokenizer_", "network_", "device_",
+                     "max_length_", "train_state_"):
+            vars(self).pop(name, None)
+
     def _dev_split(self, texts, Y, dev):
         if dev is not None:
             return texts, Y, dev[0], dev[1]
@@ -175,11 +199,16 @@ class NeuralMethod(HMTCMethod):
     def _name(self) -> str:
         return type(self).__name__
 
-    def _checkpoint_config(self, hierarchy: LabelHierarchy, max_length: int) -> dict:
+    def _checkpoint_config(self, hierarchy: LabelHierarchy, max_length: int,
+                           data: dict | None = None) -> dict:
         import torch
         import transformers
+
+        from hmtc_bench.methods.neural.checkpoints import registered_name
         cls = type(self)
         return {"method": f"{cls.__module__}:{cls.__qualname__}",
+                "method_name": registered_name(cls),
+                "data": data,
                 "params": json.loads(json.dumps(self.get_params())),
                 "hierarchy": {"root": hierarchy.root, "edges": hierarchy.to_edges(),
                               "hash": hierarchy.content_hash},
@@ -187,12 +216,18 @@ class NeuralMethod(HMTCMethod):
                 "versions": {"torch": torch.__version__,
                              "transformers": transformers.__version__}}
 
-    def _open_checkpoint(self, hierarchy, max_length, tokenizer, encoder_config):
+    def _open_checkpoint(self, hierarchy, max_length, tokenizer, encoder_config,
+                         data: dict | None = None):
+        """The checkpoint of this fit: with ``resume`` and a saved epoch, the folder's own
+        (refused with ``CheckpointError``, the folder left untouched, when it was written
+        by another method, with other parameters, for another hierarchy or on other data:
+        ``data["hash"]``); otherwise a fresh one in the folder."""
         if self.checkpoint_dir is None:
             return None
-        from hmtc_bench.methods.neural.checkpoints import Checkpoint
+        from hmtc_bench.errors import CheckpointError
+        from hmtc_bench.methods.neural.checkpoints import Checkpoint, same_method
         checkpoint = Checkpoint(self.checkpoint_dir)
-        config = self._checkpoint_config(hierarchy, max_length)
+        config = self._checkpoint_config(hierarchy, max_length, data)
         if self.resume and checkpoint.train_state() is not None:
             saved = checkpoint.config()
             defaults = self._param_defaults()  # for parameters added since it was written
@@ -200,14 +235,19 @@ class NeuralMethod(HMTCMethod):
                             if k not in RESUME_FREE
                             and saved["params"].get(k, defaults.get(k))
                             != config["params"].get(k, defaults.get(k)))
-            if saved["method"] != config["method"] or differ:
-                raise ValueError(f"cannot resume from {checkpoint.path}: it was written by "
-                                 f"{saved['method']} with other parameters "
-                                 f"({', '.join(differ)}); use another checkpoint_dir or "
-                                 "resume=False")
+            refuse = f"cannot resume from {checkpoint.path}:"
+            advice = "use another checkpoint_dir, or resume=False to train again there"
+            if not same_method(saved, config) or differ:
+                raise CheckpointError(f"{refuse} it was written by "
+                                      f"{saved.get('method_name') or saved['method']} with "
+                                      f"other parameters ({', '.join(differ)}); {advice}")
             if saved["hierarchy"]["hash"] != hierarchy.content_hash:
-                raise ValueError(f"cannot resume from {checkpoint.path}: written for another "
-                                 "label hierarchy")
+                raise CheckpointError(f"{refuse} written for another label hierarchy; {advice}")
+            if (saved.get("data") or {}).get("hash") != (data or {}).get("hash"):
+                raise CheckpointError(f"{refuse} trained on other data (training texts, "
+                                      "labels or dev split differ: data hash "
+                                      f"{(saved.get('data') or {}).get('hash')}, this fit "
+                                      f"{(data or {}).get('hash')}); {advice}")
         else:
             checkpoint.start(config, tokenizer, encoder_config)
         return checkpoint
@@ -227,7 +267,13 @@ class NeuralMethod(HMTCMethod):
             network.to(device)
             train_ids = encoders.tokenize(tokenizer, train_texts, max_length)
             dev_ids = encoders.tokenize(tokenizer, dev_texts, max_length) if dev_texts else None
-            checkpoint = self._open_checkpoint(hierarchy, max_length, tokenizer, model.config)
+            checkpoint = None
+            if self.checkpoint_dir is not None:
+                from hmtc_bench.methods.neural.checkpoints import data_hash
+                data = {"hash": data_hash(train_texts, Y_train, dev_texts, Y_dev),
+                        "n_train": len(train_texts), "n_dev": len(dev_texts or ())}
+                checkpoint = self._open_checkpoint(hierarchy, max_length, tokenizer,
+                                                   model.config, data)
             self.train_state_ = self._trainer(device, network).fit(
                 network, train_ids, Y_train, dev_ids, Y_dev, checkpoint, self.resume)
         self.tokenizer_ = tokenizer
@@ -247,13 +293,16 @@ class NeuralMethod(HMTCMethod):
     @classmethod
     def from_checkpoint(cls, path, device: str | None = None) -> NeuralMethod:
         """The fitted method saved in checkpoint folder ``path`` (its final weights: the
-        best epoch). ``device`` overrides the saved device parameter."""
+        best epoch). ``device`` overrides the saved device parameter. The method's class
+        comes from the registry by its recorded name (its ``module:Class`` path when the
+        name is not registered); every file is checked against its recorded SHA-256 before
+        it is read (``CheckpointError`` naming the file otherwise)."""
         from hmtc_bench.methods.neural import encoders
-        from hmtc_bench.methods.neural.checkpoints import Checkpoint, import_object
+        from hmtc_bench.methods.neural.checkpoints import Checkpoint, saved_method
         from hmtc_bench.methods.neural.devices import select_device
         checkpoint = Checkpoint(path)
         config = checkpoint.config()
-        target = import_object(config["method"])
+        target = saved_method(config, checkpoint.path)
         if not (isinstance(target, type) and issubclass(target, cls)):
             raise TypeError(f"{path} holds a {config['method']}, not a {cls.__name__}")
         method = target(**config["params"])
@@ -264,10 +313,12 @@ class NeuralMethod(HMTCMethod):
         if hierarchy.content_hash != saved["hash"]:
             raise ValueError(f"{path}: the saved hierarchy does not match its hash")
         method_device = select_device(method.device)
+        weights = checkpoint.weights()  # verified, like the encoder files, before any use
+        checkpoint.verify_encoder_files()
         tokenizer, model = encoders.encoder_from_files(checkpoint.path, method.attention_dropout)
         network = method._build_network(encoders.encoder_stack(model, method.n_state_layers),
                                         hierarchy)
-        checkpoint.load_weights(network)
+        checkpoint.load_weights(network, tensors=weights)
         network.to(method_device).eval()
         method.hierarchy_ = hierarchy
         method.n_labels_ = len(hierarchy)

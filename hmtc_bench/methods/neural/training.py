@@ -10,6 +10,9 @@
   the earlier epoch), best weights restored at the end; seeded and deterministic on CPU;
   tqdm progress on stderr. With a ``checkpoints.Checkpoint`` every epoch is saved and an
   interrupted run resumes after its last finished epoch.
+* **No silent divergence**: a NaN or infinite batch loss stops training at once, before its
+  step, with ``TrainingError`` (epoch, step, batch, and a hint: learning rates, precision);
+  so do non-finite weights at the end of an epoch. The epoch is neither kept nor saved.
 
 ``Trainer.fit`` runs these steps: ``_start`` (resume or a fresh state), ``_caches``,
 then per epoch ``_train_epoch`` (the batches), ``_dev_score`` and ``_end_epoch`` (best
@@ -29,6 +32,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from hmtc_bench.errors import TrainingError
 from hmtc_bench.methods.neural.batching import (StateCache, dense_rows, length_batches,
                                                 network_pad_id, pad_ids, predict_proba,
                                                 progress_bar)
@@ -38,6 +42,15 @@ from hmtc_bench.methods.neural.heads import TextClassifier
 
 TRAIN_MODES = ("full", "top-k", "top-k-cached")
 CRITERION = "dev micro-F1 at threshold 0.5"  # the one early-stopping criterion
+
+
+class NonFiniteLoss(TrainingError):
+    """A batch whose training loss is NaN or infinite (raised by ``Trainer.train_step``
+    before any gradient is taken; ``Trainer.fit`` adds the epoch, step and a hint)."""
+
+    def __init__(self, value: float):
+        super().__init__(f"non-finite training loss ({value})")
+        self.value = value
 
 
 def micro_f1_at(proba: np.ndarray, Y: sp.csr_matrix, threshold: float = 0.5) -> float:
@@ -169,7 +182,8 @@ class Trainer:
     def train_step(self, network, optimizer, targets, mask, n_frozen: int, ids=None,
                    states=None, lr_factor: float = 1.0) -> float:
         """One AdamW step on a batch given as token ids, or (top-k-cached) as the frozen
-        bottom's output ``states``; returns the loss."""
+        bottom's output ``states``; returns the loss. A NaN or infinite loss raises
+        ``NonFiniteLoss`` before the step."""
         device = targets.device
         with autocast(device, self.precision):
             if states is None:
@@ -177,6 +191,9 @@ class Trainer:
                     states = network.encoder.bottom(ids, mask, n_frozen)
             loss = network.training_loss(network.encoder.top(states, mask, n_frozen), mask,
                                          targets)
+        value = float(loss.detach())
+        if not math.isfinite(value):  # before backward: no step, weights untouched
+            raise NonFiniteLoss(value)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.max_grad_norm:
@@ -185,7 +202,7 @@ class Trainer:
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_factor
         optimizer.step()
-        return float(loss.detach())
+        return value
 
     # ------------------------------------------------------------------ loop
     def fit(self, network: TextClassifier, train_ids, Y_train: sp.csr_matrix,
@@ -238,12 +255,14 @@ class Trainer:
             checkpoint.load_weights(run.network)
             return saved, True
         if saved is not None:
+            # every file verified before anything is loaded: the best epoch's weights
+            # (model.safetensors) first, then the last epoch's inside load_epoch
+            saved_best = checkpoint.weights() if saved["best_epoch"] else None
             state = checkpoint.load_epoch(run.network, run.optimizer)
+            if saved_best is not None:
+                run.best = {k: saved_best[k] for k in run.trainable}
             if self.progress:
                 print(f"{self.desc}: resuming after epoch {state['epoch']}", file=sys.stderr)
-        if state["best_epoch"]:  # resumed: the best epoch is in model.safetensors
-            saved_best = checkpoint.load_tensors("model.safetensors")
-            run.best = {k: saved_best[k] for k in run.trainable}
         return state, False
 
     def _caches(self, run: _Fit) -> None:
@@ -267,18 +286,22 @@ class Trainer:
         pad_id = network_pad_id(run.network)
         losses = []
         bar = progress_bar(batches, self.progress, f"{self.desc} epoch {epoch}/{self.epochs}")
-        for rows in bar:
+        for batch, rows in enumerate(bar, 1):
             targets = dense_rows(run.Y_train, rows, self.device)
             state["step"] += 1
             factor = self._lr_factor(state["step"], run.total_steps)
-            if run.train_cache is not None:
-                states, mask = run.train_cache.batch(rows, self.device)
-                loss = self.train_step(run.network, run.optimizer, targets, mask, run.n_frozen,
-                                       states=states, lr_factor=factor)
-            else:
-                ids, mask = pad_ids([run.train_ids[i] for i in rows], pad_id, self.device)
-                loss = self.train_step(run.network, run.optimizer, targets, mask, run.n_frozen,
-                                       ids=ids, lr_factor=factor)
+            try:
+                if run.train_cache is not None:
+                    states, mask = run.train_cache.batch(rows, self.device)
+                    loss = self.train_step(run.network, run.optimizer, targets, mask,
+                                           run.n_frozen, states=states, lr_factor=factor)
+                else:
+                    ids, mask = pad_ids([run.train_ids[i] for i in rows], pad_id, self.device)
+                    loss = self.train_step(run.network, run.optimizer, targets, mask,
+                                           run.n_frozen, ids=ids, lr_factor=factor)
+            except NonFiniteLoss as err:
+                raise self._non_finite(f"training loss {err.value}", epoch, state["step"],
+                                       f", batch {batch} of {len(batches)}") from None
             losses.append(loss)
             if self.progress:
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
@@ -286,6 +309,17 @@ class Trainer:
                     and time.perf_counter() - run.started > self.max_seconds):
                 return losses, True
         return losses, False
+
+    def _non_finite(self, what: str, epoch: int, step: int, where: str = "") -> TrainingError:
+        """The error that stops training on a NaN or infinite value: where, and a hint."""
+        bf16 = self.precision == "bf16" or (self.precision == "auto"
+                                            and torch.device(self.device).type == "cuda")
+        hint = ("a lower learning rate (lr_encoder={:g}, lr_head={:g})"
+                .format(self.lr_encoder, self.lr_head)
+                + (" or precision='fp32' (bf16 now)" if bf16 else ""))
+        return TrainingError(f"{self.desc}: non-finite {what} at epoch {epoch}, step {step}"
+                             f"{where}; training stopped, nothing of this epoch kept or saved; "
+                             f"try {hint}")
 
     def _dev_score(self, run: _Fit) -> float:
         """The early-stopping criterion: dev micro-F1 at threshold 0.5."""
@@ -297,6 +331,11 @@ class Trainer:
     def _end_epoch(self, run: _Fit, state: dict, record: dict, out_of_time: bool) -> None:
         """After an epoch: keep its weights if best, record it, decide whether to stop
         (``state["stopped"]``), and save it to the checkpoint."""
+        bad = next((name for name in sorted(run.trainable)
+                    if not bool(torch.isfinite(run.network.get_parameter(name)).all())), None)
+        if bad is not None:
+            raise self._non_finite(f"weights ({bad})", record["epoch"], state["step"],
+                                   " (after the epoch's last step)")
         score = record.get("dev_micro_f1")
         # while no dev label has been predicted yet (micro-F1 0 so far) the score says
         # nothing: such epochs do not count against the patience (a model trained from
