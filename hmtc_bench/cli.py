@@ -54,14 +54,18 @@ def _read_records(records: list[str] | None, tracking_uri: str | None, dataset: 
 
 
 def _parse_params(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs; each value read as YAML, with ``1e-3`` a number (``load_yaml``),
+    text that is no valid YAML kept as a string. The method checks the values."""
     import yaml
+
+    from hmtc_bench.methods.params import load_yaml
     params = {}
     for pair in pairs:
-        if "=" not in pair:
+        if "=" not in pair or not pair.split("=", 1)[0].strip():
             _fail(f"--param {pair!r}: expected KEY=VALUE")
         key, raw = pair.split("=", 1)
         try:
-            params[key.strip()] = yaml.safe_load(raw) if raw.strip() else raw
+            params[key.strip()] = load_yaml(raw) if raw.strip() else raw
         except yaml.YAMLError:
             params[key.strip()] = raw
     return params
@@ -107,6 +111,13 @@ def run(
     tracking_uri: TrackingUri = None,
 ):
     """Run a method on a dataset and record every seed's run in MLflow."""
+    from hmtc_bench.methods.params import SEED, THRESHOLD
+    for option, value, spec in [("--threshold", threshold, THRESHOLD),
+                                *(("--seed", s, SEED) for s in seed or [])]:
+        try:
+            spec.check(value)
+        except ValueError as err:
+            _fail(f"{option} {value}: {err}")
     from hmtc_bench.evaluation import POLICIES
     if decode not in POLICIES:
         _fail(f"unknown decoding policy {decode!r}; choose one of {', '.join(POLICIES)}")

@@ -13,6 +13,17 @@ A grid file (YAML)::
         grid: {ngram_max: [1, 2]}          # each list is an axis of the grid
         datasets: [synthetic]              # optional: only these of the grid's datasets
 
+Validation (``load_grid``, before any data is loaded; each error names the file and the
+entry): ``datasets`` and ``methods`` must be non-empty lists (a scalar such as
+``datasets: synthetic`` is refused: lists are what these keys hold in every grid, and a lone
+mapping under ``methods`` is usually a lost dash); ``seeds`` and ``decode`` are lists too,
+but a single value there is read as a one-element list (``seeds: 0`` is ``[0]``, ``decode:
+threshold`` is ``[threshold]``), the only reading it can have. Seeds are integers >= 0; the
+threshold is a number in [0, 1]; ``params`` and ``grid`` are mappings, each grid axis a
+non-empty list, a parameter in one of them only; every parameter combination is checked by
+the method (``hmtc_bench.methods.params``: type, range or choices) and kept as converted.
+YAML is read with numbers such as ``1e-3`` as numbers (PyYAML alone reads them as strings).
+
 A cell is one (dataset, method, parameters, seed, decoding policy). Each finished cell is a
 run in the store; a failing fit is recorded as failed with its error and the grid goes on.
 Rerun after an interruption, the grid skips every cell that already has a finished run of
@@ -56,15 +67,17 @@ class Grid:
 
 
 def load_grid(path: str | Path) -> Grid:
-    """Read and validate a grid file; errors name the file and the entry."""
+    """Read and validate a grid file (shapes, names, seeds, threshold and every method
+    parameter, before any data is loaded); errors name the file and the entry."""
     import yaml
 
     from hmtc_bench.evaluation import POLICIES
     from hmtc_bench.methods import method_names
+    from hmtc_bench.methods.params import SEED, THRESHOLD, load_yaml, show
     from hmtc_bench.plugins import unknown
     path = Path(path)
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: no such grid file") from None
     except yaml.YAMLError as err:
@@ -76,59 +89,102 @@ def load_grid(path: str | Path) -> Grid:
     extra = set(spec) - GRID_KEYS
     if extra:
         raise DataError(f"{path}: unknown keys {sorted(extra)}; known: {sorted(GRID_KEYS)}")
-    for key in ("datasets", "methods"):
-        if not spec.get(key):
-            raise DataError(f"{path}: '{key}' must be a non-empty list")
-    decode = spec.get("decode", ["threshold"])
-    decode = [decode] if isinstance(decode, str) else list(decode)
+
+    def fail(where: str, problem: str):
+        raise DataError(f"{path}: {where}{problem}")
+
+    def a_list(value, where: str, example: str, scalar_ok: bool = False) -> list:
+        """``value`` as a non-empty list; a scalar is one item where ``scalar_ok``."""
+        if scalar_ok and isinstance(value, (str, int, float)):
+            return [value]
+        if not isinstance(value, list) or not value:
+            got = "nothing" if value is None else repr(value)
+            fail(where, f" must be a non-empty list (got {got}), e.g. {example}")
+        return value
+
+    def names(value, where: str, example: str) -> list[str]:
+        items = a_list(value, where, example)
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, (str, int)) or not str(item):
+                fail(where, f" must list names or folders; got {show(item)}")
+        return [str(item) for item in items]
+
+    if not isinstance(spec.get("name", ""), (str, int, float)):
+        fail("'name'", " must be a string")
+    datasets = names(spec.get("datasets"), "'datasets'", "datasets: [synthetic]")
+    seeds = []
+    for value in a_list(spec.get("seeds", [0]), "'seeds'", "seeds: [0, 1, 2]", scalar_ok=True):
+        try:
+            seeds.append(SEED.check(value))
+        except ValueError as err:
+            fail("'seeds'", f" entry {show(value)}: {err}")
+    decode = a_list(spec.get("decode", ["threshold"]), "'decode'", "decode: [threshold]",
+                    scalar_ok=True)
     for policy in decode:
         if policy not in POLICIES:
             raise DataError(f"{path}: unknown decoding policy {policy!r}; choose from {POLICIES}")
+    try:
+        threshold = float(THRESHOLD.check(spec.get("threshold", 0.5)))
+    except ValueError as err:
+        fail(f"threshold {show(spec.get('threshold'))}", f": {err}")
     known = method_names()
     methods = []
-    for i, entry in enumerate(spec["methods"], start=1):
+    entries = a_list(spec.get("methods"), "'methods'", "methods: [flat-svm]")
+    for i, entry in enumerate(entries, start=1):
         if isinstance(entry, str):
             entry = {"method": entry}
-        if not isinstance(entry, dict) or "method" not in entry:
+        if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
             raise DataError(f"{path}: methods entry {i} needs a 'method' name")
+        where = f"methods entry {i} ({entry['method']})"
         if set(entry) - METHOD_KEYS:
-            raise DataError(f"{path}: methods entry {i} ({entry['method']}): unknown keys "
-                            f"{sorted(set(entry) - METHOD_KEYS)}; known: {sorted(METHOD_KEYS)}")
+            fail(where, f": unknown keys {sorted(set(entry) - METHOD_KEYS, key=str)}; known: "
+                        f"{sorted(METHOD_KEYS)}")
         if entry["method"] not in known:
             problem = unknown("method", entry["method"], known)
             raise DataError(f"{path}: methods entry {i}: {problem}")
         fixed = entry.get("params") or {}
         axes = entry.get("grid") or {}
+        for key, value in (("params", fixed), ("grid", axes)):
+            if not isinstance(value, dict):
+                fail(f"{where}: '{key}'", f" must be a mapping of parameter names to "
+                     f"{'values' if key == 'params' else 'lists of values'}, e.g. "
+                     f"{key}: {{C: {'1.0' if key == 'params' else '[0.5, 1.0]'}}} "
+                     f"(got {show(value)})")
         for key, values in axes.items():
             if not isinstance(values, list) or not values:
-                raise DataError(f"{path}: methods entry {i} ({entry['method']}): grid axis "
-                                f"{key!r} must be a non-empty list")
+                fail(where, f": grid axis {key!r} must be a non-empty list")
+        both = sorted(set(fixed) & set(axes), key=str)
+        if both:
+            fail(where, f": parameter(s) {', '.join(map(repr, both))} in both 'params' and "
+                        "'grid'; give each in one of them")
         only = entry.get("datasets")
         if only is not None:
-            only = [str(d) for d in only]
-            missing = set(only) - {str(d) for d in spec["datasets"]}
+            only = names(only, f"{where}: 'datasets'", "datasets: [synthetic]")
+            missing = set(only) - set(datasets)
             if missing:
-                raise DataError(f"{path}: methods entry {i} ({entry['method']}): datasets "
-                                f"{sorted(missing)} are not in the grid's datasets")
+                fail(where, f": datasets {sorted(missing)} are not in the grid's datasets")
         for combo in itertools.product(*axes.values()):
             params = {**fixed, **dict(zip(axes, combo))}
-            _check_params(path, i, entry["method"], params)
+            params = _check_params(path, i, entry["method"], params)
             methods.append((entry["method"], params, only))
-    seeds = spec.get("seeds", [0])
-    return Grid(name=spec.get("name", path.stem), datasets=[str(d) for d in spec["datasets"]],
-                seeds=[int(s) for s in seeds], decode=decode,
-                threshold=float(spec.get("threshold", 0.5)), methods=methods)
+    return Grid(name=str(spec.get("name", path.stem)), datasets=datasets, seeds=seeds,
+                decode=decode, threshold=threshold, methods=methods)
 
 
-def _check_params(path, i, name, params) -> None:
-    from hmtc_bench.errors import ParameterError
+def _check_params(path, i, name, params) -> dict:
+    """``params`` of methods entry ``i`` checked (and converted, e.g. ``"1e-3"`` -> 0.001) by
+    the method's ``set_params``, as they will be when the grid runs."""
     from hmtc_bench.methods import inspect_method
+    from hmtc_bench.methods.params import InvalidParameterError
     cls = inspect_method(name).cls
-    if cls is not None:
-        try:
-            cls().set_params(**params)
-        except ParameterError as err:
-            raise DataError(f"{path}: methods entry {i} ({name}): {err}") from None
+    if cls is None:  # a plugin that fails to import: reported as unavailable when run
+        return params
+    try:
+        method = cls().set_params(**params)
+    except InvalidParameterError as err:
+        raise DataError(f"{path}: methods entry {i} ({name}){err.problem}") from None
+    checked = method.get_params()
+    return {key: checked[key] for key in params}
 
 
 def _say(message: str) -> None:

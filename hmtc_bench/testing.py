@@ -38,6 +38,21 @@ def check_init_stores_params(cls) -> None:
     assert clone.get_params().keys() == method.get_params().keys()
 
 
+def check_param_specs(cls) -> None:
+    """The defaults and ``get_test_params()`` pass the parameter checks (``PARAM_SPECS``,
+    else the defaults' types) unchanged, and ``set_params`` accepts them."""
+    specs = cls.param_specs()
+    defaults = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items()}
+    for name, value in [*((n, defaults[n]) for n in specs), *cls.get_test_params().items()]:
+        try:
+            checked = specs[name].check(value)
+        except ValueError as err:
+            raise AssertionError(f"{name}={value!r} (a default or test parameter) is refused "
+                                 f"by its own spec: {err}") from None
+        assert _same(checked, value), f"{name}={value!r} is changed by its spec to {checked!r}"
+    _make(cls).set_params(**cls.get_test_params())
+
+
 def check_tags(cls) -> None:
     tags = cls.tags()
     assert tags["family"] in FAMILIES, f"family tag {tags['family']!r} not in {FAMILIES}"
@@ -125,8 +140,8 @@ def check_not_fitted(cls) -> None:
     raise AssertionError("predict_proba before fit must raise NotFittedError")
 
 
-CHECKS = [check_init_stores_params, check_tags, check_not_fitted, check_fit_predict,
-          check_label_order, check_rows_independent, check_seed_determinism]
+CHECKS = [check_init_stores_params, check_param_specs, check_tags, check_not_fitted,
+          check_fit_predict, check_label_order, check_rows_independent, check_seed_determinism]
 
 
 def _same(a, b) -> bool:

@@ -57,15 +57,18 @@ def test_grid_expands_and_validates(tmp_path):
 
 def test_failing_cell_recorded_and_grid_goes_on(tmp_path):
     uri = f"sqlite:///{tmp_path / 'store.db'}"
+    # min_df 100000 is a valid value that fails on the data (a refused value such as C=-1 is
+    # refused when the grid is loaded: tests/test_params.py)
     grid = write(tmp_path / "g.yaml", "datasets: [synthetic]\nseeds: [0]\nmethods:\n"
-                 "  - {method: flat-svm, grid: {C: [-1.0, 1.0]}, params: {max_features: 2000}}\n")
+                 "  - {method: flat-svm, grid: {min_df: [100000, 1]}, "
+                 "params: {max_features: 2000}}\n")
     result = CliRunner().invoke(app, ["bench", str(grid), "--tracking-uri", uri])
     assert result.exit_code == 1
     assert "1 finished, 0 skipped, 1 failed" in result.output
     statuses = collections.Counter(r.status for r in load_records(uri))
     assert statuses == {"finished": 1, "failed": 1}
     failed = next(r for r in load_records(uri) if r.status == "failed")
-    assert "C" in failed.error
+    assert "min_df" in failed.error
 
 
 def test_killed_grid_resumes_without_repeating(tmp_path):

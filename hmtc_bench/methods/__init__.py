@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from hmtc_bench.errors import MethodUnavailableError
 from hmtc_bench.methods.base import HMTCMethod
+from hmtc_bench.methods.params import InvalidParameterError
 from hmtc_bench.plugins import list_plugins, unknown
 
 GROUP = "hmtc_bench.methods"
@@ -32,15 +33,20 @@ class MethodInfo:
         return self.cls.tags()["family"] if self.cls else "?"
 
     def build(self, params: dict | None = None, random_state: int | None = None):
-        """A fresh estimator with ``params`` (unknown names: ``ParameterError``) and, when
-        the method has one, ``random_state``."""
+        """A fresh estimator with ``params`` and, when the method has one, ``random_state``,
+        checked by ``set_params`` (against the method's ``PARAM_SPECS``) before any work:
+        an unknown name or a refused value raises ``ParameterError`` naming the method by
+        its registered name."""
         if not self.available:
             raise MethodUnavailableError(f"method {self.name!r} is unavailable: {self.reason}")
         method = self.cls()
-        if params:
-            method.set_params(**params)
+        params = dict(params or {})
         if random_state is not None and "random_state" in method.get_params():
-            method.set_params(random_state=random_state)
+            params["random_state"] = random_state
+        try:
+            method.set_params(**params)
+        except InvalidParameterError as err:
+            raise err.for_owner(self.name) from None
         return method
 
 

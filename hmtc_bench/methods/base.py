@@ -7,7 +7,16 @@
   depends only on text i;
 * ``predict(texts)`` decodes with a named policy (see ``hmtc_bench.evaluation.decoding``);
 * class-level tags (``TAGS``) and ``get_test_params()`` giving a configuration that fits the
-  synthetic data in seconds.
+  synthetic data in seconds;
+* ``PARAM_SPECS`` (class attribute, next to the defaults): what each hyper-parameter
+  accepts, name -> ``hmtc_bench.methods.params.Param``, e.g. ``{"C": number(gt=0),
+  "chain": choice("min", "product"), "max_features": integer(ge=1, none=True)}``; merged
+  along the base classes; an undeclared parameter is checked against its default's type.
+  ``set_params`` (so ``MethodInfo.build``, ``make_method`` and the command line, before any
+  data is loaded) checks and converts every value it is given (``"1e-3"`` -> 0.001 for a
+  number) and raises ``ParameterError`` naming the method, the parameter, the value and
+  what is allowed; checks across parameters go in ``_check_params()`` (raise
+  ``ValueError``), which ``set_params`` runs after setting. ``__init__`` stores as given.
 
 A method never sees test labels and never computes or writes metrics. Method modules keep
 their heavy imports (scikit-learn, torch) inside methods so that listing stays fast.
@@ -19,7 +28,7 @@ import inspect
 
 import numpy as np
 
-from hmtc_bench.errors import ParameterError
+from hmtc_bench.methods.params import InvalidParameterError, check_params, specs_of
 
 FAMILIES = ("flat", "local", "global")
 
@@ -44,6 +53,8 @@ class HMTCMethod:
     # behaviour: at that value a run's identity leaves the parameter out, so the runs recorded
     # before it existed stay the same configuration (see ``hmtc_bench.record``).
     ADDED_PARAMS: dict = {}
+    # What each hyper-parameter accepts (name -> ``params.Param``; see the module docstring).
+    PARAM_SPECS: dict = {}
 
     # ------------------------------------------------------------------ params
     @classmethod
@@ -55,14 +66,38 @@ class HMTCMethod:
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in self._param_names()}
 
+    @classmethod
+    def param_specs(cls) -> dict:
+        """Every hyper-parameter with what it accepts (``params.specs_of``)."""
+        return specs_of(cls)
+
     def set_params(self, **params) -> "HMTCMethod":
+        """Check, convert and set ``params``, then run ``_check_params``; a refused name or
+        value raises ``ParameterError`` (an ``InvalidParameterError``) and changes nothing."""
+        owner = type(self).__name__
         valid = self._param_names()
-        for key, value in params.items():
+        for key in params:
             if key not in valid:
-                raise ParameterError(f"{type(self).__name__} has no parameter {key!r}; "
-                                 f"valid: {', '.join(valid)}")
+                raise InvalidParameterError(owner, f" has no parameter {key!r}; "
+                                                   f"valid: {', '.join(valid)}")
+        checked = check_params(owner, params, self.param_specs())
+        before = {key: getattr(self, key) for key in checked}
+        for key, value in checked.items():
             setattr(self, key, value)
+        try:
+            self._check_params()
+        except ValueError as err:
+            for key, value in before.items():
+                setattr(self, key, value)
+            if isinstance(err, InvalidParameterError):
+                raise
+            raise InvalidParameterError(owner, f": {str(err).removeprefix(owner + ': ')}") \
+                from None
         return self
+
+    def _check_params(self) -> None:
+        """Checks across parameters (one value alone is checked by ``PARAM_SPECS``): raise a
+        ``ValueError`` saying what is wrong. Run by ``set_params``; nothing here."""
 
     def omitted_params(self) -> list[str]:
         """The added parameters (``ADDED_PARAMS``) now at their earlier-behaviour value."""

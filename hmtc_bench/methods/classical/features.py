@@ -7,7 +7,8 @@ Features
 
 Base estimators
 ---------------
-``ESTIMATORS`` maps a name to an ``EstimatorSpec`` (``get_estimator(name)``); every method
+``ESTIMATORS`` (module ``estimators``, re-exported here) maps a name to an ``EstimatorSpec``
+(``get_estimator(name)``: defaults, and ``specs`` of what each parameter accepts); every method
 here picks its base estimator by that name: a flat method through its class attribute
 ``ESTIMATOR``, a local method through its ``estimator`` parameter (with optional overrides
 in ``estimator_params``). ``TfidfMethod._check_params`` validates the name and parameters
@@ -52,7 +53,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -61,6 +62,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from hmtc_bench.methods.base import HMTCMethod, NotFittedError
+from hmtc_bench.methods.classical.estimators import ESTIMATORS, EstimatorSpec, get_estimator
+from hmtc_bench.methods.params import InvalidParameterError, choice, flag, integer, one_of, show
 
 CONSTANT_MARGIN = 20.0  # decision value of a column seen always / never in its training rows
 
@@ -101,6 +104,10 @@ class TfidfMethod(HMTCMethod):
     """
 
     ESTIMATOR: ClassVar[str | None] = None   # the base estimator's name; None: no bank
+    PARAM_SPECS: ClassVar[dict] = {   # the TF-IDF's and the fit's (n_jobs: -1 = every core)
+        "ngram_max": integer(ge=1), "min_df": integer(ge=1), "max_features": integer(
+            ge=1, none=True), "sublinear_tf": flag(), "char_ngrams": flag(),
+        "n_jobs": one_of(integer(ge=1), choice(-1)), "random_state": integer(ge=0)}
 
     def _estimator_name(self) -> str | None:
         return self.ESTIMATOR
@@ -118,7 +125,9 @@ class TfidfMethod(HMTCMethod):
         try:
             get_estimator(name).resolve(self._estimator_params())
         except ValueError as err:
-            raise ValueError(f"{type(self).__name__}: {err}") from None
+            given = getattr(self, "estimator_params", None)  # None: flat (checked as C etc.)
+            where = "" if given is None else f"parameter estimator_params={show(given)}: "
+            raise InvalidParameterError(type(self).__name__, f": {where}{err}") from None
 
     def _fit_bank(self, X, tasks: Sequence[Task]) -> ScorerBank:
         """The bank of binary scorers of ``tasks``, one per task, on the rows of ``X``."""
@@ -179,61 +188,6 @@ class TfidfMethod(HMTCMethod):
 
     def _proba_from_features(self, X: sp.csr_matrix) -> np.ndarray:
         raise NotImplementedError
-
-
-# ---------------------------------------------------------------------- estimators
-@dataclass(frozen=True)
-class EstimatorSpec:
-    """A base estimator: ``kind`` is "linear" (sklearn, coef_/intercept_) or "booster"."""
-
-    name: str
-    kind: str
-    defaults: dict
-    make: Callable[[dict, int], object] | None = None   # (params, seed) -> sklearn estimator
-    description: str = ""
-    dtype: type = np.float64                 # feature dtype the solver works in
-
-    def resolve(self, params: dict | None) -> dict:
-        params = dict(params or {})
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise ValueError(f"unknown parameters {sorted(unknown)} for estimator {self.name!r}; "
-                             f"known: {sorted(self.defaults)}")
-        return {**self.defaults, **params}
-
-
-def _make_svm(params: dict, seed: int):
-    from sklearn.svm import LinearSVC
-    return LinearSVC(random_state=seed, **params)
-
-
-def _make_logreg(params: dict, seed: int):
-    from sklearn.linear_model import LogisticRegression
-    return LogisticRegression(random_state=seed, **params)
-
-
-ESTIMATORS: dict[str, EstimatorSpec] = {
-    "svm": EstimatorSpec(
-        "svm", "linear", {"C": 1.0, "class_weight": None, "dual": True, "tol": 1e-4,
-                          "max_iter": 1000},
-        _make_svm, "sklearn LinearSVC; score = sigmoid(decision value)"),
-    "logreg": EstimatorSpec(
-        "logreg", "linear", {"C": 1.0, "class_weight": None, "solver": "lbfgs",
-                             "max_iter": 1000, "tol": 1e-4},
-        _make_logreg, "sklearn LogisticRegression; score = predict_proba",
-        np.float32),            # lbfgs works in float32: about 20 % faster, same iterations
-    "lightgbm": EstimatorSpec(
-        "lightgbm", "booster", {"n_estimators": 100, "learning_rate": 0.1, "num_leaves": 31,
-                                "min_child_samples": 20, "colsample_bytree": 1.0,
-                                "reg_lambda": 0.0, "max_bin": 255},
-        None, "LightGBM binary GBDT; score = predict_proba (sigmoid of the raw score)"),
-}
-
-
-def get_estimator(name: str) -> EstimatorSpec:
-    if name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {name!r}; choose one of {sorted(ESTIMATORS)}")
-    return ESTIMATORS[name]
 
 
 # ---------------------------------------------------------------------- tasks and banks

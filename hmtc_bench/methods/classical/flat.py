@@ -15,6 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from hmtc_bench.methods.classical.features import Task, TfidfMethod
+from hmtc_bench.methods.params import choice, integer, number
+
+# what the linear estimators' parameters accept (the TF-IDF's: ``TfidfMethod.PARAM_SPECS``)
+LINEAR_SPECS = {"C": number(gt=0), "class_weight": choice("balanced", none=True)}
 
 
 class _FlatMethod(TfidfMethod):
@@ -71,6 +75,7 @@ class FlatSVM(_FlatMethod):
     """
 
     ESTIMATOR = "svm"
+    PARAM_SPECS = LINEAR_SPECS
 
     def __init__(self, C: float = 1.0, ngram_max: int = 2, min_df: int = 1,
                  max_features: int | None = 200_000, sublinear_tf: bool = True,
@@ -100,6 +105,7 @@ class FlatLogReg(_FlatMethod):
     ``predict_proba`` is the regression's own probability."""
 
     ESTIMATOR = "logreg"
+    PARAM_SPECS = {**LINEAR_SPECS, "max_iter": integer(ge=1)}
 
     def __init__(self, C: float = 1.0, ngram_max: int = 2, min_df: int = 1,
                  max_features: int | None = 200_000, sublinear_tf: bool = True,
@@ -143,6 +149,9 @@ class FlatLightGBM(_FlatMethod):
 
     ESTIMATOR = "lightgbm"
     TAGS = {**_FlatMethod.TAGS, "requires": ("sklearn", "lightgbm")}
+    PARAM_SPECS = {"n_estimators": integer(ge=1), "learning_rate": number(gt=0),
+                   "num_leaves": integer(ge=2), "min_child_samples": integer(ge=0),
+                   "colsample_bytree": number(gt=0, le=1)}
 
     def __init__(self, n_estimators: int = 100, learning_rate: float = 0.1,
                  num_leaves: int = 31, min_child_samples: int = 20,

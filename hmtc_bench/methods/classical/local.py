@@ -45,7 +45,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from hmtc_bench.methods.classical.features import Task, TfidfMethod
+from hmtc_bench.methods.classical.features import ESTIMATORS, Task, TfidfMethod
+from hmtc_bench.methods.params import choice, mapping
 
 CHAINS = ("min", "product")
 MANDATORY_CHILD = ("learned", "always", "never")
@@ -57,6 +58,10 @@ class _LocalMethod(TfidfMethod):
 
     TAGS = {"family": "local", "requires": ("sklearn",), "consistent_by_construction": True,
             "supports_dag": True}
+    # the TF-IDF's in TfidfMethod.PARAM_SPECS; estimator_params are checked by the estimator's
+    # specs (classical.estimators) in _check_params
+    PARAM_SPECS = {"estimator": choice(*ESTIMATORS), "estimator_params": mapping(none=True),
+                   "chain": choice(*CHAINS), "mandatory_child": choice(*MANDATORY_CHILD)}
 
     def __init__(self, estimator: str = "svm", estimator_params: dict | None = None,
                  chain: str = "min", mandatory_child: str = "learned", ngram_max: int = 2,
@@ -157,6 +162,8 @@ class LocalNode(_LocalMethod):
     node classifier's own score, so thresholding p descends from the root into every child
     whose score passes the threshold.
     """
+
+    PARAM_SPECS = {"negatives": choice(*NEGATIVE_POLICIES)}
 
     def __init__(self, estimator: str = "svm", estimator_params: dict | None = None,
                  negatives: str = "siblings", chain: str = "min",

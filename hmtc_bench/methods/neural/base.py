@@ -22,7 +22,9 @@ scikit-learn's own tools) read the parameter names and defaults from
 ``inspect.signature(cls)`` / ``help(cls)`` show every parameter with its default, while a
 dataclass could not interleave the shared parameters around a subclass's own. Arguments are
 bound to that signature, so a wrong name raises the usual ``TypeError``. The signature has
-names and defaults, no annotations: the types are documented below and in each class.
+names and defaults, no annotations: the types are documented below and in each class, and
+declared for checking (``hmtc_bench.methods.params``) beside the defaults: ``MODEL_SPECS``
+and ``RUN_SPECS`` here, a subclass's own in ``PARAM_SPECS`` beside its ``PARAMS``.
 
 Shared hyper-parameters (``MODEL_PARAMS``, then ``RUN_PARAMS``)
 ---------------------------------------------------------------
@@ -97,6 +99,7 @@ import scipy.sparse as sp
 
 from hmtc_bench.hierarchy import LabelHierarchy
 from hmtc_bench.methods.base import HMTCMethod
+from hmtc_bench.methods.params import choice, flag, integer, number, string
 
 # the encoder and its training (documented above); a method's own parameters follow them
 MODEL_PARAMS: dict = {
@@ -110,6 +113,24 @@ RUN_PARAMS: dict = {
     "max_train_seconds": None, "dev_fraction": 0.1, "cache_max_mb": 1024, "device": "auto",
     "precision": "auto", "checkpoint_dir": None, "resume": False, "progress": True,
     "random_state": 0,
+}
+# what they accept (checked by set_params, so before any data is loaded)
+MODEL_SPECS: dict = {
+    "encoder": string(pattern=r".+", text="a non-empty string"),
+    "max_length": integer(ge=2), "train_mode": choice("full", "top-k", "top-k-cached"),
+    "top_k_layers": integer(ge=0), "n_state_layers": integer(ge=1),
+    "attention_dropout": number(ge=0, lt=1, none=True), "batch_size": integer(ge=1),
+    "epochs": integer(ge=1), "lr_encoder": number(gt=0), "lr_head": number(gt=0),
+    "weight_decay": number(ge=0), "warmup": number(ge=0, le=1), "patience": integer(ge=0),
+    "dropout": number(ge=0, lt=1),
+}
+RUN_SPECS: dict = {
+    "max_train_seconds": number(gt=0, none=True), "dev_fraction": number(ge=0, lt=1),
+    "cache_max_mb": number(ge=0),
+    "device": string(pattern=r"auto|cpu|mps|cuda(:\d+)?",
+                     text="auto, cpu, cuda, cuda:N or mps"),
+    "precision": choice("auto", "bf16", "fp32"), "checkpoint_dir": string(none=True),
+    "resume": flag(), "progress": flag(), "random_state": integer(ge=0),
 }
 # parameters that may differ between an interrupted run and its resumption
 RESUME_FREE = ("resume", "progress", "checkpoint_dir", "device", "max_train_seconds",
@@ -132,6 +153,7 @@ class NeuralMethod(HMTCMethod):
                             "consistent_by_construction": False, "supports_dag": True}
     PARAMS: ClassVar[dict] = {}      # this class's own hyper-parameters: name -> default
     DEFAULTS: ClassVar[dict] = {}    # new defaults of inherited hyper-parameters
+    PARAM_SPECS: ClassVar[dict] = {**MODEL_SPECS, **RUN_SPECS}  # a subclass adds its own
     ADDED_PARAMS: ClassVar[dict] = {"precision": "auto"}  # added after round-1 runs
 
     def __init_subclass__(cls, **kwargs):

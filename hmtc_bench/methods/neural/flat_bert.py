@@ -8,6 +8,7 @@ labels; the same training loop, budget and early stopping as msml.
 from __future__ import annotations
 
 from hmtc_bench.methods.neural.base import TINY_TEST_PARAMS, NeuralMethod
+from hmtc_bench.methods.params import choice
 
 
 class FlatBERT(NeuralMethod):
@@ -17,6 +18,7 @@ class FlatBERT(NeuralMethod):
 
     TAGS = {**NeuralMethod.TAGS, "family": "flat"}
     PARAMS = {"pooling": "mean"}
+    PARAM_SPECS = {"pooling": choice("mean", "cls")}
 
     @classmethod
     def get_test_params(cls) -> dict:

@@ -30,6 +30,7 @@ In a DAG a label with two parents gets a top-down message from each.
 from __future__ import annotations
 
 from hmtc_bench.methods.neural.base import TINY_TEST_PARAMS, NeuralMethod
+from hmtc_bench.methods.params import choice, integer, number, sequence
 
 
 class HiAGM(NeuralMethod):
@@ -48,6 +49,9 @@ class HiAGM(NeuralMethod):
 
     PARAMS = {"kernel_sizes": None, "n_filters": 100, "node_dim": 64, "output": "per-node",
               "recursive_penalty": 1e-6}
+    PARAM_SPECS = {"kernel_sizes": sequence(integer(ge=1), none=True),
+                   "n_filters": integer(ge=1), "node_dim": integer(ge=1),
+                   "output": choice("per-node", "flatten"), "recursive_penalty": number(ge=0)}
 
     @classmethod
     def get_test_params(cls) -> dict:

@@ -26,6 +26,7 @@ In a DAG, HMCN's levels are ``LabelHierarchy.level``: 1 + the longest path from 
 from __future__ import annotations
 
 from hmtc_bench.methods.neural.base import TINY_TEST_PARAMS, NeuralMethod
+from hmtc_bench.methods.params import integer, number, sequence
 
 
 class HMCN(NeuralMethod):
@@ -44,6 +45,10 @@ class HMCN(NeuralMethod):
 
     PARAMS = {"kernel_sizes": None, "n_filters": 100, "global_size": 384, "local_size": 384,
               "beta": 0.5, "violation_penalty": 0.0}
+    PARAM_SPECS = {"kernel_sizes": sequence(integer(ge=1), none=True),
+                   "n_filters": integer(ge=1), "global_size": integer(ge=1),
+                   "local_size": integer(ge=1), "beta": number(ge=0, le=1),
+                   "violation_penalty": number(ge=0)}
 
     @classmethod
     def get_test_params(cls) -> dict:

@@ -52,6 +52,7 @@ Ablations (registered variants, all else equal)
 from __future__ import annotations
 
 from hmtc_bench.methods.neural.base import TINY_TEST_PARAMS, NeuralMethod
+from hmtc_bench.methods.params import flag, integer, number, sequence
 
 
 class MSML(NeuralMethod):
@@ -72,6 +73,12 @@ class MSML(NeuralMethod):
 
     PARAMS = {"kernel_sizes": None, "n_filters": 128, "hidden_size": 256, "msfem": True,
               "mlipm": True, "gate": True, "level_weights": None}
+    PARAM_SPECS = {"kernel_sizes": sequence(sequence(integer(ge=1)), none=True,
+                                            text="a list (one per level, top first) of "
+                                                 "lists of integers >= 1"),
+                   "n_filters": integer(ge=1), "hidden_size": integer(ge=1), "msfem": flag(),
+                   "mlipm": flag(), "gate": flag(),
+                   "level_weights": sequence(number(ge=0), none=True)}
 
     @classmethod
     def get_test_params(cls) -> dict:
