@@ -20,7 +20,7 @@ Shared parts, by job:
 * ``devices``: device choice, seeding, precision (autocast).
 
 A new neural method is two files: an estimator subclassing ``base.NeuralMethod`` (its own
-parameters in ``PARAMS``, its network built in ``_build_network``) and its network
-subclassing ``heads.TextClassifier``; then one entry point in the ``hmtc_bench.methods``
-group.
+parameters in ``PARAMS``, what they accept in ``PARAM_SPECS``, its network built in
+``_build_network``) and its network subclassing ``heads.TextClassifier``; then one entry
+point in the ``hmtc_bench.methods`` group.
 """
