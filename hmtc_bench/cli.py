@@ -29,6 +29,12 @@ def _options(debug: Annotated[bool, typer.Option(
 TrackingUri = Annotated[Optional[str], typer.Option(
     "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
                            "else sqlite:///results/mlflow.db)")]
+Strict = Annotated[bool, typer.Option(
+    "--strict", help="Refuse label sets not closed under ancestors and invalid UTF-8 "
+                     "instead of repairing them.")]
+Dag = Annotated[bool, typer.Option(
+    "--dag", help="Allow labels with several parents in formats that declare a tree "
+                  "(HiAGM taxonomies, RCV1-V2).")]
 RecordFiles = Annotated[Optional[list[str]], typer.Option(
     "--records", help="Read run records from this JSON-lines file or folder of *.jsonl "
                       "(see `hmtc-bench export`) instead of the store; repeatable.")]
@@ -108,6 +114,8 @@ def run(
     threshold: Annotated[float, typer.Option(help="Decision threshold.")] = 0.5,
     json_output: Annotated[bool, typer.Option("--json", help="Print the run records as JSON.")]
         = False,
+    strict: Strict = False,
+    dag: Dag = False,
     tracking_uri: TrackingUri = None,
 ):
     """Run a method on a dataset and record every seed's run in MLflow."""
@@ -130,11 +138,11 @@ def run(
         info = inspect_method(method)
         info.build(params)  # unknown method or parameter: fail before loading data
         store = _store(tracking_uri).check()  # and a store that cannot take the runs
-        data = load_dataset(dataset)
+        data = load_dataset(dataset, strict=strict, dag=dag)
         records = [run_decodings(info, data, s, params, [decode], threshold, store)[0]
                    for s in seeds]
     except HMTCError as err:
-        _fail(str(err).strip("'\""))
+        _fail(str(err))
     if json_output:
         typer.echo(json.dumps([r.to_dict() for r in records], indent=2, default=str))
         return
@@ -207,6 +215,8 @@ def bench(
     tracking_uri: TrackingUri = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List the cells still to run, run none.")] = False,
+    strict: Strict = False,
+    dag: Dag = False,
 ):
     """Run a grid of methods x parameters x datasets x seeds; finished cells are skipped."""
     try:
@@ -215,9 +225,9 @@ def bench(
         typer.echo(f"grid {grid.name}: {len(grid.pairs())} (dataset, configuration) pairs x "
                    f"{len(grid.seeds)} seeds x {len(grid.decode)} decodings = {grid.n_cells} "
                    "cells", err=True)
-        counts = run_grid(grid, _store(tracking_uri), dry_run=dry_run)
+        counts = run_grid(grid, _store(tracking_uri), dry_run=dry_run, strict=strict, dag=dag)
     except HMTCError as err:
-        _fail(str(err).strip("'\""))
+        _fail(str(err))
     typer.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
     if counts.get("failed"):
         raise typer.Exit(1)
@@ -253,10 +263,8 @@ def report(
 @data_app.command("info")
 def data_info(
     name_or_path: Annotated[str, typer.Argument(help="Dataset name or folder.")],
-    strict: Annotated[bool, typer.Option(help="Refuse repairs and invalid UTF-8.")] = False,
-    dag: Annotated[bool, typer.Option(
-        "--dag", help="The hierarchy is a DAG: accept a label with two parents in a format "
-                      "that is a tree otherwise (HiAGM *.taxonomy, RCV1-V2).")] = False,
+    strict: Strict = False,
+    dag: Dag = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ):
     """Print a dataset card: counts per level, labels per document, depth, provenance."""
@@ -264,7 +272,7 @@ def data_info(
         from hmtc_bench.data import load_dataset
         card = load_dataset(name_or_path, strict=strict, dag=dag).card()
     except HMTCError as err:
-        _fail(str(err).strip("'\""))
+        _fail(str(err))
     if json_output:
         typer.echo(json.dumps(card, indent=2, default=str))
         return
@@ -289,7 +297,7 @@ def data_download(
             folder = download(name, dest, force=force, verify=verify,
                               progress=lambda m: typer.echo(m, err=True))
     except HMTCError as err:
-        _fail(str(err).strip("'\""))
+        _fail(str(err))
     typer.echo(f"{folder}  (next: hmtc-bench data info {folder})")
 
 

@@ -192,10 +192,11 @@ def _say(message: str) -> None:
 
 
 def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
-             dry_run: bool = False) -> dict:
+             dry_run: bool = False, strict: bool = False, dag: bool = False) -> dict:
     """Run every unfinished cell, logging to ``store`` (default: ``Store()``); returns counts
-    of finished, skipped (finished before) and failed cells. ``dry_run``: run nothing, list
-    and count the cells still to run."""
+    of finished, skipped (finished before, or by another process) and failed cells.
+    ``dry_run``: run nothing, list and count the cells still to run. ``strict`` and ``dag``
+    are passed to ``load_dataset``."""
     from hmtc_bench.data import load_dataset
     from hmtc_bench.errors import StoreError
     from hmtc_bench.methods import inspect_method
@@ -214,7 +215,7 @@ def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
     for (dataset_name, method, params), seed in itertools.product(grid.pairs(), grid.seeds):
         if dataset_name not in loaded:
             loaded.clear()  # one dataset in memory at a time (pairs are in dataset order)
-            loaded[dataset_name] = load_dataset(dataset_name)
+            loaded[dataset_name] = load_dataset(dataset_name, strict=strict, dag=dag)
         data = loaded[dataset_name]
         label = f"{method} {params or ''} seed={seed} on {data.name}".replace("  ", " ")
         info = infos.setdefault(method, inspect_method(method))

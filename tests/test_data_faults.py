@@ -299,3 +299,26 @@ def test_card_lists_the_recorded_checksums(tmp_path):
     card = load_dataset(str(folder)).card()
     assert card["sha256"] == {"all.json": "a" * 64}
     assert card["sha256_file"].endswith("SHA256SUMS")
+
+
+def test_run_and_bench_take_dag_and_strict(tmp_path):
+    folder = _hiagm(tmp_path / "t", TAXONOMY + "B\tA1\n")
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    runner = CliRunner()
+    base = ["run", "--method", "flat-svm", "--dataset", str(folder), "--tracking-uri", uri]
+    refused = runner.invoke(app, base)
+    assert refused.exit_code == 1 and "has two parents" in refused.output
+    strict = runner.invoke(app, base + ["--dag", "--strict"])  # a DAG, but no repairs
+    assert strict.exit_code == 1 and "not closed under ancestors" in strict.output
+    assert not (tmp_path / "s.db").exists()                      # nothing written
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RepairWarning)
+        ran = runner.invoke(app, base + ["--dag"])
+    assert ran.exit_code == 0, ran.output
+    grid = write(tmp_path / "g.yaml", f"datasets: [{folder}]\nmethods: [flat-svm]\n")
+    dry = runner.invoke(app, ["bench", str(grid), "--dry-run", "--tracking-uri", uri])
+    assert dry.exit_code == 1 and "has two parents" in dry.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RepairWarning)
+        dry = runner.invoke(app, ["bench", str(grid), "--dry-run", "--dag", "--tracking-uri", uri])
+    assert dry.exit_code == 0 and "0 to run, 1 skipped" in dry.output, dry.output
