@@ -1,3 +1,4 @@
+import gzip
 import os
 from pathlib import Path
 
@@ -50,6 +51,27 @@ def write(path: Path, text: str | bytes) -> Path:
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+def write_gz(path: Path, text: str) -> Path:
+    """``text`` gzip-compressed into ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(text.encode()))
+    return path
+
+
+def labels_by_id(data, split: str = "train") -> dict:
+    """Document id -> its label tuple, for one split of a Dataset."""
+    split = getattr(data, split)
+    return dict(zip(split.ids, map(tuple, data.hierarchy.decode(split.Y))))
+
+
+def all_labels(data) -> dict:
+    """Document id -> its label tuple, over every split."""
+    out = {}
+    for name in ("train", "dev", "test"):
+        out.update(labels_by_id(data, name))
+    return out
 
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -1,6 +1,5 @@
 """Readers of the standard corpora on small fixtures written in their distributed formats."""
 
-import gzip
 import json
 import sys
 import types
@@ -8,28 +7,10 @@ import warnings
 
 import pytest
 
-from conftest import write
+from conftest import all_labels, labels_by_id, write, write_gz
 from hmtc_bench.data import DataError, load_dataset
 from hmtc_bench.data.formats import detect_format, read_folder
 from test_readers_news import bgc_folder
-
-
-def _gz(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(text.encode()))
-    return path
-
-
-def _labels(data, split="train"):
-    split = getattr(data, split)
-    return dict(zip(split.ids, map(tuple, data.hierarchy.decode(split.Y))))
-
-
-def _all_labels(data):
-    out = {}
-    for name in ("train", "dev", "test"):
-        out.update(_labels(data, name))
-    return out
 
 
 # ---------------------------------------------------------------------- RCV1-V2 LYRL2004
@@ -53,7 +34,7 @@ def lyrl_folder(tmp_path, parts=(0, 1, 2, 3), gz=True):
     write(folder / "rcv1.topics.hier.orig", HIER)
     train_ids = range(2286, 2316)
     test_ids = {p: range(3000 + 10 * p, 3010 + 10 * p) for p in parts}
-    put = (lambda p, t: _gz(p.with_name(p.name + ".gz"), t)) if gz else write
+    put = (lambda p, t: write_gz(p.with_name(p.name + ".gz"), t)) if gz else write
     put(folder / "lyrl2004_tokens_train.dat", _tokens(train_ids))
     for p, ids in test_ids.items():
         put(folder / f"lyrl2004_tokens_test_pt{p}.dat", _tokens(ids))
@@ -73,7 +54,7 @@ def test_lyrl2004_reads_the_distribution(tmp_path):
     assert len(data.dev) == 3 and data.info["split_seed"] == 0
     assert data.info["split_name"] == "LYRL2004" and data.info["test_parts"] == [0, 1, 2, 3]
     assert data.hierarchy.labels_at_level(3) == ["C151"]
-    labels = _all_labels(data)
+    labels = all_labels(data)
     assert labels["2287"] == ("CCAT", "C15", "C151")
     assert labels["2288"] == ("ECAT", "E11")
     assert set(labels["2289"]) == {"CCAT", "C15", "ECAT", "E11"}
@@ -95,15 +76,15 @@ def test_lyrl2004_partial_test_parts_warn_and_are_recorded(tmp_path):
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda f: _gz(f / "rcv1-v2.topics.qrels.gz", "CCAT 2286 1\nGZZZ 2287 1\n"),
+    (lambda f: write_gz(f / "rcv1-v2.topics.qrels.gz", "CCAT 2286 1\nGZZZ 2287 1\n"),
      r"rcv1-v2.topics.qrels.gz, line 2: topic 'GZZZ' is not in the topic hierarchy"),
-    (lambda f: _gz(f / "rcv1-v2.topics.qrels.gz", "CCAT 2286 1\n2287 1\n"),
+    (lambda f: write_gz(f / "rcv1-v2.topics.qrels.gz", "CCAT 2286 1\n2287 1\n"),
      r"qrels.gz, line 2: expected '<topic> <document id> 1'"),
-    (lambda f: _gz(f / "lyrl2004_tokens_train.dat.gz", "stray words\n.I 2286\n.W\nx\n"),
+    (lambda f: write_gz(f / "lyrl2004_tokens_train.dat.gz", "stray words\n.I 2286\n.W\nx\n"),
      r"lyrl2004_tokens_train.dat.gz, line 1: text outside a document"),
-    (lambda f: _gz(f / "lyrl2004_tokens_train.dat.gz", ".I 2286\n.W\nx\n\n.I\n.W\ny\n"),
+    (lambda f: write_gz(f / "lyrl2004_tokens_train.dat.gz", ".I 2286\n.W\nx\n\n.I\n.W\ny\n"),
      r"lyrl2004_tokens_train.dat.gz, line 5: expected '.I <document id>'"),
-    (lambda f: _gz(f / "lyrl2004_tokens_train.dat.gz", _tokens([2286, 99999])),
+    (lambda f: write_gz(f / "lyrl2004_tokens_train.dat.gz", _tokens([2286, 99999])),
      r"lyrl2004_tokens_train.dat.gz, line 6: document 99999 has no topic"),
     (lambda f: write(f / "rcv1.topics.hier.orig", HIER + "CCAT C17 FUNDING\n"),
      r"rcv1.topics.hier.orig, line 7: expected 'parent: CODE child: CODE"),
@@ -150,7 +131,7 @@ def test_wos_data_txt(tmp_path):
     assert h.labels_at_level(2) == ["Computer vision", "Machine learning", "Psychology/Depression",
                                     "Medical/Depression", "Atrial Fibrillation"]
     assert data.info["area_names_merged"] == {"2-1": ["Atrial Fibrillation", "Depression"]}
-    labels = _all_labels(data)
+    labels = all_labels(data)
     assert labels["Data:2"] == ("CS", "Computer vision")  # line 2 is the first row
     assert labels["Data:11"] == ("Medical", "Atrial Fibrillation")
     texts = {i: t for s in data.splits().values() for i, t in zip(s.ids, s.texts)}
@@ -209,7 +190,7 @@ def test_wos_xlsx_rows_through_openpyxl(tmp_path, monkeypatch):
     write(tmp_path / "Data.xlsx", b"PK")
     data = read_folder(tmp_path)
     assert sum(len(s) for s in data.splits().values()) == 20
-    assert _all_labels(data)["Data:2"] == ("CS", "Computer vision")
+    assert all_labels(data)["Data:2"] == ("CS", "Computer vision")
     rows[3] = (0, "x", 0, "CS", "Computer vision", None, "text")
     with pytest.raises(DataError, match=r"Data.xlsx, row 4: column Y2 must be a number"):
         read_folder(tmp_path)
@@ -232,7 +213,7 @@ def test_wos_xy_layout(tmp_path):
     data = read_folder(folder)
     assert data.hierarchy.labels_at_level(1) == ["0", "1", "2"]
     assert data.hierarchy.labels_at_level(2) == ["0-0", "0-1", "1-0", "2-0", "2-1"]
-    assert _all_labels(data)["WOS11967:4"] == ("2", "2-0")
+    assert all_labels(data)["WOS11967:4"] == ("2", "2-0")
     assert data.info["Y_values"] == 5 and data.name == "WOS11967"
     assert (len(data.train), len(data.dev), len(data.test)) == (19, 5, 6)
 
@@ -266,7 +247,7 @@ def test_label_id_json_layout(tmp_path):
     assert detect_format(folder) == "relaclass"
     data = read_folder(folder)
     assert data.hierarchy.labels_at_level(2) == ["Physics", "Biology", "Music"]
-    assert _labels(data, "test")["2"] == ("Arts", "Music")
+    assert labels_by_id(data, "test")["2"] == ("Arts", "Music")
     assert data.info["files_ignored"] == ["test_sampled_1000.json"]
     write(folder / "test.json", '{"id": "x", "token": "t", "labels": [0, 7]}\n')
     with pytest.raises(DataError, match=r"test.json, line 1: label id 7 is not in labels.txt"):

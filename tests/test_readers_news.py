@@ -1,34 +1,15 @@
 """Readers of the news and book corpora (NYT, BGC, Reuters-21578) on small fixtures written
 in their distributed formats."""
 
-import gzip
 import io
 import tarfile
 import warnings
 
 import pytest
 
-from conftest import write
+from conftest import all_labels, labels_by_id, write
 from hmtc_bench.data import DataError, load_dataset
 from hmtc_bench.data.formats import detect_format, read_folder
-
-
-def _gz(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(text.encode()))
-    return path
-
-
-def _labels(data, split="train"):
-    split = getattr(data, split)
-    return dict(zip(split.ids, map(tuple, data.hierarchy.decode(split.Y))))
-
-
-def _all_labels(data):
-    out = {}
-    for name in ("train", "dev", "test"):
-        out.update(_labels(data, name))
-    return out
 
 
 # ---------------------------------------------------------------------- NYT
@@ -103,7 +84,7 @@ def test_nyt_articles_by_id_lists(tmp_path):
     h = data.hierarchy
     assert h.labels_at_level(1) == ["Top/Features", "Top/News"]
     assert h.level("Top/Features/Arts/Music") == 3
-    labels = _all_labels(data)
+    labels = all_labels(data)
     assert labels[str(ids[0])] == ("Top/News", "Top/News/Business", "Top/News/Business/Companies")
     assert labels[str(ids[2])] == ("Top/News", "Top/News/Sports")  # "Top/News" alone ignored
     assert labels[str(ids[9])] == ("Top/Features", "Top/Features/Arts")  # from the archive
@@ -189,7 +170,7 @@ def test_bgc_records_and_hierarchy(tmp_path):
     h = data.hierarchy
     assert set(h.labels_at_level(1)) == {"Fiction", "Children’s Books", "Humor"}
     assert h.level("Cozy Mysteries") == 3
-    labels = _labels(data)
+    labels = labels_by_id(data)
     assert labels["9780606300000"] == ("Fiction", "Mystery & Suspense", "Cozy Mysteries")
     assert set(labels["9780606300002"]) == {"Fiction", "Children’s Books", "Romance",
                                             "Children’s Picture Books"}
@@ -302,7 +283,7 @@ def test_reuters_sgml_modapte(tmp_path):
     h = data.hierarchy
     assert h.labels_at_level(1) == ["Other subject", "Currency", "Commodity", "Energy"]
     assert data.info["topics_in_grouping"] == 7 and data.info["topics_kept"] == 6
-    labels = _all_labels(data)
+    labels = all_labels(data)
     assert labels["1"] == ("Other subject", "Commodity", "ship", "grain")
     assert labels["2"] == ("Other subject", "Currency", "money-fx", "dlr")
     texts = {i: t for s in data.splits().values() for i, t in zip(s.ids, s.texts)}
