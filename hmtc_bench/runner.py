@@ -19,8 +19,9 @@ import numpy as np
 
 from hmtc_bench.data import Dataset, load_dataset
 from hmtc_bench.evaluation import DEFAULT_POLICY, DEFAULT_THRESHOLD, decode, evaluate
-from hmtc_bench.errors import HMTCError, StoreError
+from hmtc_bench.errors import HMTCError, ParameterError, StoreError
 from hmtc_bench.methods import MethodInfo, inspect_method
+from hmtc_bench.methods.params import SEED, THRESHOLD
 from hmtc_bench.record import RunRecord
 from hmtc_bench.tracking import Store, keep_locally
 
@@ -111,6 +112,11 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
     a store that fails after the fit keeps the records in a local file (``StoreError`` says
     where)."""
     info = method if isinstance(method, MethodInfo) else inspect_method(method)
+    for name, value, spec in (("threshold", threshold, THRESHOLD), ("seed", seed, SEED)):
+        try:
+            spec.check(value)
+        except ValueError as err:
+            raise ParameterError(f"{name} {value}: {err}") from None
     estimator = info.build(params, seed)
     if isinstance(dataset, str):
         _say(f"loading dataset {dataset} ...", quiet)

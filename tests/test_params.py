@@ -295,3 +295,11 @@ def test_grid_scalars_numbers_and_conversions(tmp_path):
                             ("local-node", {"estimator_params": {"C": 0.5}}, None)]
     assert type(grid.methods[1][1]["ngram_max"]) is int
 
+
+
+@pytest.mark.parametrize("threshold, seed", [(1.5, 0), (float("nan"), 0), (0.5, -1)])
+def test_python_api_refuses_a_bad_threshold_or_seed_before_loading(threshold, seed):
+    from hmtc_bench.errors import ParameterError
+    from hmtc_bench.runner import run
+    with pytest.raises(ParameterError, match="must be"):
+        run("flat-svm", "no-such-dataset", seed=seed, threshold=threshold, track=False)
