@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
+import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,8 +27,12 @@ BATTERIES = [("The store", "reliability_store", "store_battery"),
              ("Neural checkpoints and training", "reliability_neural", "neural_battery")]
 
 
+TMP = re.compile(re.escape(tempfile.gettempdir()) + r"/[^/\s|:'\"]+")
+
+
 def _cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A table cell: pipes escaped, one line, temporary folders written $TMP."""
+    return TMP.sub("$TMP", str(text)).replace("|", "\\|").replace("\n", " ")
 
 
 def main(argv=None) -> int:
