@@ -53,10 +53,6 @@ def micro_f1(Y_true, Y_pred, columns=None) -> float:
     return float(_f1(tp.sum(), pred.sum(), true.sum()))
 
 
-def per_label_f1(Y_true, Y_pred) -> np.ndarray:
-    return _f1(*_counts(_csr(Y_true), _csr(Y_pred)))
-
-
 def macro_f1(Y_true, Y_pred, columns=None, present_only: bool = False) -> float:
     """Mean F1 over labels; labels without test support count 0 unless ``present_only``."""
     tp, pred, true = _counts(_csr(Y_true), _csr(Y_pred))
