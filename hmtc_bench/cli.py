@@ -51,12 +51,34 @@ def _store(tracking_uri: str | None):
 
 
 def _read_records(records: list[str] | None, tracking_uri: str | None, dataset: str | None):
-    """Run records from JSON-lines files or folders (``--records``), else from the store."""
+    """Run records from JSON-lines files or folders (``--records``), else from the store;
+    ``dataset``: only the runs of the dataset of that name, folder or data hash (prefix)."""
     if records:
         from hmtc_bench.record import load_records_file
         found = [r for path in records for r in load_records_file(path)]
-        return [r for r in found if dataset is None or r.dataset == dataset]
-    return _store(tracking_uri).records(dataset)
+    else:
+        found = _store(tracking_uri).records()
+    return [r for r in found if _is_dataset(r, dataset)]
+
+
+def _is_dataset(record, dataset: str | None) -> bool:
+    from pathlib import Path
+    if dataset is None or record.dataset == dataset:
+        return True
+    if len(dataset) >= 6 and record.dataset_hash.startswith(dataset):
+        return True
+    path = Path(dataset)
+    return path.exists() and path.resolve().name == record.dataset
+
+
+def _no_runs(records, dataset, method=None) -> str:
+    """Why nothing is shown, with what the store does have."""
+    names = sorted({r.dataset for r in records if r.finished})
+    where = f" for dataset {dataset!r}" if dataset else ""
+    where += f" for method(s) {', '.join(method)}" if method else ""
+    have = (f"; it has finished runs of {', '.join(names)}" if names else
+            "; start one with `hmtc-bench run --method NAME`")
+    return f"no finished runs in the store{where}{have}"
 
 
 def _parse_params(pairs: list[str]) -> dict:
@@ -169,7 +191,8 @@ def _print_records(records) -> None:
 
 @app.command()
 def leaderboard(
-    dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        help="Only this dataset: its name, its folder or its data hash.")] = None,
     method: Annotated[Optional[list[str]], typer.Option(
         "--method", help="Only this method; repeatable.")] = None,
     decode: Annotated[Optional[str], typer.Option(help="Only this decoding policy.")] = None,
@@ -203,9 +226,8 @@ def leaderboard(
               f"{', '.join(sorted(known))}")
     rows = board(records, wanted)
     if not rows:
-        _fail("no finished runs in the store" + (f" for dataset {dataset!r}" if dataset else "")
-              + (f" for method(s) {', '.join(method)}" if method else "")
-              + "; start one with `hmtc-bench run --method NAME`")
+        everything = _read_records(records_from, tracking_uri, None)
+        _fail(_no_runs(everything, dataset, method))
     typer.echo(render(rows, format), nl=False)
 
 
@@ -236,7 +258,8 @@ def bench(
 @app.command()
 def report(
     output: Annotated[str, typer.Option(help="HTML file to write.")] = "results/report.html",
-    dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        help="Only this dataset: its name, its folder or its data hash.")] = None,
     ui_url: Annotated[str, typer.Option(help="Base URL of `hmtc-bench ui` for run links.")]
         = "http://127.0.0.1:5000",
     tracking_uri: TrackingUri = None,
@@ -251,7 +274,7 @@ def report(
     except HMTCError as err:
         _fail(str(err))
     if not any(r.finished for r in records):
-        _fail("no finished runs in the store; start with `hmtc-bench run` or `hmtc-bench bench`")
+        _fail(_no_runs(_read_records(records_from, tracking_uri, None), dataset))
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -305,7 +328,8 @@ def data_download(
 def export(
     dest: Annotated[str, typer.Argument(help="A .jsonl file, or a folder: one <dataset>.jsonl "
                                              "per dataset.")],
-    dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        help="Only this dataset: its name, its folder or its data hash.")] = None,
     include_failed: Annotated[bool, typer.Option(
         "--include-failed", help="Export failed and unfinished runs too.")] = False,
     tracking_uri: TrackingUri = None,
@@ -316,7 +340,7 @@ def export(
 
     from hmtc_bench.record import dump_records
     try:
-        records = [r for r in _store(tracking_uri).records(dataset)
+        records = [r for r in _read_records(None, tracking_uri, dataset)
                    if include_failed or r.finished]
     except HMTCError as err:
         _fail(str(err))

@@ -66,10 +66,11 @@ def _stats(runs: list[RunRecord], column: str) -> tuple[float, float] | None:
     return mean(values), stdev(values) if len(values) > 1 else 0.0
 
 
-def _cell(value, digits=4) -> str:
+def _cell(value, digits: int = 4, n: int = 2) -> str:
+    """``mean ± std``; the mean alone for a single run (no spread to show)."""
     if isinstance(value, tuple):
         m, s = value
-        return f"{m:.{digits}f} ± {s:.{digits}f}"
+        return f"{m:.{digits}f}" if n == 1 else f"{m:.{digits}f} ± {s:.{digits}f}"
     return str(value)
 
 
@@ -86,9 +87,26 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         cells = [_dataset_cell(row, rows), _method_cell(row, rows), row["decode"], str(row["n"])]
         for c in metric_cols:
             value = row.get(c)
-            cells.append(_cell(value, 1 if c in SECONDS_LIKE else 4) if value else "")
+            cells.append(_cell(value, 1 if c in SECONDS_LIKE else 4, row["n"]) if value else "")
         body.append(cells)
     return header, body
+
+
+def _csv_table(rows: list[dict]) -> tuple[list[str], list[list]]:
+    """Numbers as numbers: each metric as two columns, its mean and ``<metric>_std``."""
+    header, _ = _table(rows)
+    metric_cols = header[4:]
+    out = ["dataset", "method", "decode", "n"]
+    for c in metric_cols:
+        out += [c, f"{c}_std"]
+    body = []
+    for row in rows:
+        cells = [_dataset_cell(row, rows), _method_cell(row, rows), row["decode"], row["n"]]
+        for c in metric_cols:
+            m, s = row.get(c) or ("", "")
+            cells += [m, s]
+        body.append(cells)
+    return out, body
 
 
 def _method_cell(row: dict, rows: list[dict]) -> str:
@@ -115,15 +133,16 @@ def _dataset_cell(row: dict, rows: list[dict]) -> str:
 def render(rows: list[dict], fmt: str = "markdown") -> str:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
-    header, body = _table(rows)
     if fmt == "csv":
         import csv
         import io
         out = io.StringIO()
         writer = csv.writer(out)
+        header, body = _csv_table(rows)
         writer.writerow(header)
         writer.writerows(body)
         return out.getvalue()
+    header, body = _table(rows)
     if fmt == "html":
         from html import escape
         head = "".join(f"<th>{escape(h)}</th>" for h in header)

@@ -61,9 +61,14 @@ def test_run_json_two_seeds_then_leaderboard(store):
     chosen = invoke("leaderboard", "--method", "flat-svm", "--decode", "top-down", "--columns",
                     "micro_f1_level_3,predict_seconds", "--format", "csv", "--tracking-uri", store)
     assert chosen.exit_code == 0, chosen.output
-    header, *rows = chosen.output.splitlines()
-    assert header.startswith("dataset,method,decode,n,micro_f1_level_3,predict_seconds,")
-    assert len(rows) == 1 and f"{record['metrics']['micro_f1_level_3']:.4f}" in rows[0]
+    import csv
+    header, *rows = list(csv.reader(chosen.output.splitlines()))
+    assert header[:8] == ["dataset", "method", "decode", "n", "micro_f1_level_3",
+                          "micro_f1_level_3_std", "predict_seconds", "predict_seconds_std"]
+    assert len(rows) == 1 and rows[0][3] == "2"                   # numbers, not text
+    assert float(rows[0][4]) == pytest.approx(
+        (records[0]["metrics"]["micro_f1_level_3"] + records[1]["metrics"]["micro_f1_level_3"])
+        / 2)
     for args, message in ((["--columns", "micro_f1,nonsense"], "unknown column(s) nonsense"),
                           (["--method", "local-node"], "for method(s) local-node")):
         failed = invoke("leaderboard", *args, "--tracking-uri", store)

@@ -1,0 +1,57 @@
+"""What the leaderboard shows: datasets found by name, folder or hash; numeric CSV; no spread
+for a single run; artifacts beside the store."""
+
+from __future__ import annotations
+
+import csv
+
+from typer.testing import CliRunner
+
+from conftest import write
+from hmtc_bench.cli import app
+from hmtc_bench.leaderboard import leaderboard, render
+from hmtc_bench.record import RunRecord, dump_records
+from hmtc_bench.tracking import Store
+
+
+def run(seed, micro, dataset="corpus", data_hash="0123456789abcdef"):
+    return RunRecord("flat-svm", dataset, seed, "threshold", 0.5, {"C": 1.0}, data_hash, "g",
+                     status="finished", fit_seconds=2.0,
+                     metrics={"micro_f1": micro, "macro_f1": micro / 2, "hier_f1": micro,
+                              "macro_f1_tail": 0.0, "inconsistency_ratio": 0.0})
+
+
+def test_dataset_by_name_folder_or_hash(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    records = dump_records([run(0, 0.5), run(0, 0.7, "other", "ffff")], tmp_path / "r.jsonl")
+    for value in ("corpus", str(folder), "0123456789"):
+        result = CliRunner().invoke(app, ["leaderboard", "--records", str(records),
+                                          "--dataset", value])
+        assert result.exit_code == 0, result.output
+        assert "| corpus |" in result.output and "| other |" not in result.output
+    missing = CliRunner().invoke(app, ["leaderboard", "--records", str(records),
+                                       "--dataset", "nothing"])
+    assert missing.exit_code == 1
+    assert "it has finished runs of corpus, other" in missing.output
+
+
+def test_csv_numbers_and_no_spread_for_one_run():
+    rows = leaderboard([run(0, 0.5), run(1, 0.7), run(0, 0.9, "single", "5555aaaa")])
+    header, *body = list(csv.reader(render(rows, "csv").splitlines()))
+    assert header[3:7] == ["n", "micro_f1", "micro_f1_std", "macro_f1"]
+    pooled = next(r for r in body if r[0] == "corpus")
+    assert int(pooled[3]) == 2 and float(pooled[4]) == 0.6 and float(pooled[5]) > 0.14
+    text = render(rows)
+    assert "| single | flat-svm | threshold | 1 | 0.9000 | 0.4500 |" in text
+    assert "0.6000 ± 0.1414" in text
+
+
+def test_artifacts_go_beside_the_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(write(tmp_path / "elsewhere" / "x", "").parent)
+    store = Store(f"sqlite:///{tmp_path / 'store' / 'runs.db'}")
+    record = run(0, 0.5)
+    record.metrics.update(micro_f1_level_1=0.5, macro_f1_level_1=0.4)
+    store.log(record)
+    assert list((tmp_path / "store" / "mlartifacts").rglob("record.json"))
+    assert not (tmp_path / "elsewhere" / "mlartifacts").exists()
