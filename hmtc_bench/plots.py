@@ -18,40 +18,67 @@ def levels_of(keys, prefix: str = "macro_f1_level_") -> list[int]:
     return sorted({int(k.rsplit("_", 1)[1]) for k in keys if k.startswith(prefix)})
 
 
+PALETTE = "tab20"
+MAX_WIDTH = 12.5  # inches: 1,125 px at the report's 90 dpi, inside a 1,200 px page
+
+
+def method_colours(methods) -> dict:
+    """One colour per method name, the same in every figure (methods in sorted order; the
+    ten distinct hues of tab20 first, then their lighter shades)."""
+    plt = _pyplot()
+    cmap = plt.get_cmap(PALETTE)
+    order = list(range(0, cmap.N, 2)) + list(range(1, cmap.N, 2))
+    return {m: cmap(order[i % len(order)]) for i, m in enumerate(sorted(set(methods)))}
+
+
 def level_f1_figure(groups: list[tuple[str, dict]], title: str | None = None,
-                    ylabel: str = "F1"):
-    """Per-level F1 bars: one group of bars per entry of ``groups`` (its label and a dict
-    level -> value or (mean, std)), one bar per level, error bars where a std is given."""
+                    ylabel: str = "F1", colours: dict | None = None,
+                    hatched=()):
+    """Per-level F1 bars: for each level, one bar per entry of ``groups`` (its label and a
+    dict level -> value or (mean, std)), error bars where a std is given. ``colours``: label
+    -> colour (default: one per label); labels in ``hatched`` are drawn hatched. The legend
+    sits beside the axes; the figure is never wider than ``MAX_WIDTH``."""
     plt = _pyplot()
     levels = sorted({level for _, values in groups for level in values})
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(groups)), 3.2))
-    width = 0.8 / max(1, len(levels))
-    for j, level in enumerate(levels):
-        values = [_pair(values.get(level, 0.0)) for _, values in groups]
-        ax.bar([i + j * width for i in range(len(groups))], [v[0] for v in values], width,
-               yerr=[v[1] for v in values], label=f"level {level}")
-    ax.set_xticks([i + width * (len(levels) - 1) / 2 for i in range(len(groups))])
-    ax.set_xticklabels([label for label, _ in groups], fontsize=7)
+    colours = colours or method_colours(label for label, _ in groups)
+    n = max(1, len(groups))
+    width = min(MAX_WIDTH, 4.5 + 0.18 * n * max(1, len(levels)))
+    fig, ax = plt.subplots(figsize=(width, 3.4))
+    bar = 0.8 / n
+    for i, (label, values) in enumerate(groups):
+        pairs = [_pair(values.get(level, 0.0)) for level in levels]
+        ax.bar([k + i * bar for k in range(len(levels))], [v[0] for v in pairs], bar,
+               yerr=[v[1] for v in pairs], label=label, color=colours.get(label),
+               hatch="//" if label in hatched else None, edgecolor="white", linewidth=0.3)
+    ax.set_xticks([k + bar * (n - 1) / 2 for k in range(len(levels))])
+    ax.set_xticklabels([f"level {level}" for level in levels], fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     if title:
         ax.set_title(title, fontsize=9)
-    if levels:
-        ax.legend(fontsize=7)
+    if groups and levels:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False,
+                  ncol=1 if n <= 14 else 2)
     fig.tight_layout()
     return fig
 
 
-def speed_figure(points: list[tuple[str, float, float]]):
-    """macro-F1 against fit seconds (log), one labelled point per (label, seconds, F1)."""
+def speed_figure(points: list[tuple[str, float, float]], colours: dict | None = None,
+                 marked=()):
+    """macro-F1 against fit seconds (log): one point per (label, seconds, F1), named in a
+    legend beside the axes (no labels over the points); labels in ``marked`` as triangles."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    colours = colours or method_colours(label for label, _, _ in points)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
     for label, seconds, score in points:
-        ax.scatter(seconds, score)
-        ax.annotate(label, (seconds, score), fontsize=7)
+        ax.scatter(seconds, score, color=colours.get(label), label=label, s=28,
+                   marker="^" if label in marked else "o")
     ax.set_xscale("log")
     ax.set_xlabel("fit seconds (log)")
     ax.set_ylabel("macro-F1")
+    if points:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False,
+                  ncol=1 if len(points) <= 14 else 2)
     fig.tight_layout()
     return fig
 

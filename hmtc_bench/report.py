@@ -9,21 +9,33 @@ from collections import defaultdict
 from html import escape
 
 from hmtc_bench.leaderboard import leaderboard, render
-from hmtc_bench.plots import level_f1_figure, levels_of, png_data_uri, speed_figure
+from hmtc_bench.plots import (level_f1_figure, levels_of, method_colours, png_data_uri,
+                              speed_figure)
 from hmtc_bench.record import RunRecord
 
 
-def _level_figure(rows: list[dict]):
+def _label(row: dict) -> str:
+    return f"{row['method']} ({row['decode']})"
+
+
+def _colours(rows: list[dict], palette: dict) -> dict:
+    """Each row's label coloured by its method (the same colour in every figure)."""
+    return {_label(r): palette[r["method"]] for r in rows}
+
+
+def _level_figure(rows: list[dict], palette: dict):
     levels = levels_of({k for r in rows for k in r})
-    groups = [(f"{r['method']}\n{r['decode']}",
-               {lv: r.get(f"macro_f1_level_{lv}", (0, 0)) for lv in levels}) for r in rows]
-    return level_f1_figure(groups, ylabel="macro-F1")
+    groups = [(_label(r), {lv: r.get(f"macro_f1_level_{lv}", (0, 0)) for lv in levels})
+              for r in rows]
+    return level_f1_figure(groups, ylabel="macro-F1", colours=_colours(rows, palette),
+                           hatched={_label(r) for r in rows if r["decode"] != "threshold"})
 
 
-def _speed_figure(rows: list[dict]):
-    return speed_figure([(f"{r['method']} ({r['decode']})", r["fit_seconds"][0],
-                          r["macro_f1"][0]) for r in rows if "fit_seconds" in r
-                         and "macro_f1" in r])
+def _speed_figure(rows: list[dict], palette: dict):
+    points = [(_label(r), r["fit_seconds"][0], r["macro_f1"][0]) for r in rows
+              if "fit_seconds" in r and "macro_f1" in r]
+    return speed_figure(points, _colours(rows, palette),
+                        marked={_label(r) for r in rows if r["decode"] != "threshold"})
 
 
 def build_report(records: list[RunRecord], ui_url: str = "http://127.0.0.1:5000") -> str:
@@ -34,14 +46,16 @@ def build_report(records: list[RunRecord], ui_url: str = "http://127.0.0.1:5000"
     by_dataset = defaultdict(list)
     for row in rows:
         by_dataset[row["dataset"]].append(row)
+    palette = method_colours(r["method"] for r in rows)
     experiment_of = {r.run_id: r.experiment_id for r in records}
     newest = max((r.started_at for r in records if r.started_at), default="")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>hmtc-bench report</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-        "padding:3px 6px;text-align:right}th{background:#eee}td:nth-child(-n+3){text-align:left}"
-        "</style></head><body>",
+        "padding:3px 6px;text-align:right;white-space:nowrap}th{background:#eee}"
+        "td:nth-child(-n+3){text-align:left}img{max-width:100%;height:auto;display:block;"
+        "margin:8px 0}.table{overflow-x:auto}</style></head><body>",
         "<h1>hmtc-bench report</h1>",
         f"<p>{len(records)} runs, the newest started {escape(newest)}. Rows pool the runs "
         "that differ only in their seed: mean ± std over seeds, with n. Metric definitions: "
@@ -49,11 +63,11 @@ def build_report(records: list[RunRecord], ui_url: str = "http://127.0.0.1:5000"
     ]
     for dataset, dataset_rows in sorted(by_dataset.items()):
         parts.append(f"<h2>{escape(dataset)}</h2>")
-        parts.append(render(dataset_rows, "html"))
+        parts.append(f"<div class='table'>{render(dataset_rows, 'html')}</div>")
         parts.append(f"<img alt='per-level macro-F1' "
-                     f"src='{png_data_uri(_level_figure(dataset_rows))}'>")
+                     f"src='{png_data_uri(_level_figure(dataset_rows, palette))}'>")
         parts.append(f"<img alt='macro-F1 against fit time' "
-                     f"src='{png_data_uri(_speed_figure(dataset_rows))}'>")
+                     f"src='{png_data_uri(_speed_figure(dataset_rows, palette))}'>")
         links = []
         for row in dataset_rows:
             runs = " ".join(
