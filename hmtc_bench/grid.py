@@ -240,9 +240,10 @@ def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
             position += len(todo)
             say(f"[{position}/{total}] {label}: to run ({', '.join(todo)})")
             continue
+        say(f"[{position + 1}/{total}] {label}: fitting ({', '.join(todo)}) ...")
         try:
             records = run_decodings(info, data, seed, params, todo, grid.threshold, store,
-                                    quiet=True, claim=True)
+                                    quiet=True, claim=True, show_progress=not quiet)
         except CellTaken:
             counts["skipped"] += len(todo)
             position += len(todo)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hmtc_bench import progress
 from hmtc_bench.data import Dataset, load_dataset
 from hmtc_bench.evaluation import DEFAULT_POLICY, DEFAULT_THRESHOLD, decode, evaluate
 from hmtc_bench.errors import HMTCError, ParameterError, StoreError
@@ -103,14 +104,15 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
                   params: dict | None, policies: list[str],
                   threshold: float = DEFAULT_THRESHOLD, store: Store | None = None,
                   track: bool = True, quiet: bool = False,
-                  claim: bool = False) -> list[RunRecord]:
+                  claim: bool = False, show_progress: bool | None = None) -> list[RunRecord]:
     """One fit and one prediction, decoded with each policy: one record per policy.
     ``method`` is a registered name or its ``MethodInfo`` (``inspect_method(name)``).
 
     With ``track``, the runs are started in ``store`` before the fit (``claim``: only if no
     other process holds or finished these cells, else ``CellTaken``) and finished after it;
     a store that fails after the fit keeps the records in a local file (``StoreError`` says
-    where)."""
+    where). ``show_progress`` (default: not ``quiet``): the progress of the fit's long steps
+    on stderr (``hmtc_bench.progress``)."""
     info = method if isinstance(method, MethodInfo) else inspect_method(method)
     for name, value, spec in (("threshold", threshold, THRESHOLD), ("seed", seed, SEED)):
         try:
@@ -142,7 +144,9 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
                         "claimed or finished this cell")
     reset_peak_memory()
     try:
-        with store.heartbeat(records) if track else contextlib.nullcontext():
+        show = not quiet if show_progress is None else show_progress
+        with (store.heartbeat(records) if track else contextlib.nullcontext(),
+              contextlib.nullcontext() if show else progress.quiet()):
             _fit_and_evaluate(estimator, data, records, threshold, quiet)
     except BaseException as err:
         for record in records:
@@ -203,7 +207,8 @@ def _finish(store: Store, records: list[RunRecord], raising: bool) -> None:
 def training_summary(state: dict | None) -> dict | None:
     """The part of a neural method's training state (``train_state_``) a run record keeps:
     epochs run, best epoch and its dev micro-F1, why training stopped, and the per-epoch
-    history (train loss, dev micro-F1, seconds). None for methods without one."""
+    history (train loss, dev micro-F1, ``seconds``: the epoch's own time, ``elapsed``: the
+    training time at its end; see ``Trainer.fit``). None for methods without one."""
     if not state:
         return None
     return {"epochs_run": int(state["epoch"]), "best_epoch": int(state["best_epoch"]),

@@ -147,12 +147,10 @@ def test_exclusive_tasks_of_a_group_fit_as_one_bundle_with_the_same_result():
         [[0], [1], [2], [3]]
 
 
-def test_progress_bar_only_on_a_terminal(capsys):
-    """Fitting shows a bar on a terminal, and writes nothing into logs and pipes."""
-    from hmtc_bench.methods.classical import features
+def test_quick_bank_writes_nothing_into_a_log(capsys):
+    """A bank fitted within the progress interval writes no line into logs and pipes (the
+    plain lines and the terminal bar: tests/test_progress.py)."""
     X = sp.random(60, 20, density=0.3, format="csr", random_state=0)
     tasks = [Task(None, (np.arange(60) % (k + 2) == 0).astype(np.int8)) for k in range(3)]
     fit_bank(X, tasks, "svm")
     assert capsys.readouterr().err == ""
-    bar = features._progress(range(3), 3, "fitting")
-    assert bar.disable and bar.total == 3     # stderr is captured here: not a terminal

@@ -44,13 +44,16 @@ task. Tasks are independent: with ``n_jobs != 1`` the linear ones are fitted in 
 processes (joblib/loky) that share the feature matrix through a memory-mapped file instead
 of a copy each; LightGBM fits tasks one after the other, each with ``n_jobs`` threads, on
 one binned dataset built once. Results do not depend on ``n_jobs``.
+
+Progress (``hmtc_bench.progress``, on stderr, off inside ``progress.quiet()``): a line when
+the TF-IDF (and LightGBM's binning) starts and one when it ends, with its duration; each
+bank as a bar on a terminal, plain lines every 10 s in a log or a pipe.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -61,6 +64,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from hmtc_bench import progress
 from hmtc_bench.methods.base import HMTCMethod, NotFittedError
 from hmtc_bench.methods.classical.estimators import ESTIMATORS, EstimatorSpec, get_estimator
 from hmtc_bench.methods.params import InvalidParameterError, choice, flag, integer, one_of, show
@@ -139,7 +143,10 @@ class TfidfMethod(HMTCMethod):
         start = time.perf_counter()
         vectorizer = make_vectorizer(self.ngram_max, self.min_df, self.max_features,
                                      self.sublinear_tf, self.char_ngrams)
-        X = vectorizer.fit_transform(texts)
+        with progress.step(f"vectorizing {len(texts)} training texts (TF-IDF)",
+                           done="vectorized") as shown:
+            X = vectorizer.fit_transform(texts)
+            shown["note"] = f"{X.shape[0]} x {X.shape[1]} features"
         features = time.perf_counter() - start
         self._fit_matrix(X, Y, hierarchy, vectorizer)
         self.fit_seconds_["features"] = features
@@ -348,26 +355,23 @@ def _fit_linear(bank, X, tasks, trainable, spec, params, n_jobs, seed) -> None:
     X = X if X.dtype == spec.dtype else X.astype(spec.dtype)   # liblinear: float64
     token = os.urandom(8).hex()
     jobs = _bundles(tasks, trainable, spec, params)
+    results = []
     try:
-        with _shared(X, n_jobs) as Xs:
-            results = list(_progress(Parallel(
-                n_jobs=n_jobs, backend="loky" if n_jobs != 1 else "sequential",
-                return_as="generator")(
-                delayed(_fit_linear_one)(Xs, [tasks[k] for k in job], token, spec, params, seed)
-                for job in jobs), len(jobs), f"fitting {len(trainable)} {spec.name} scorers"))
+        with _shared(X, n_jobs) as Xs, progress.Progress(
+                len(trainable), f"fitting {spec.name} scorer bank", unit="scorers") as bar:
+            for job, fitted in zip(jobs, Parallel(
+                    n_jobs=n_jobs, backend="loky" if n_jobs != 1 else "sequential",
+                    return_as="generator")(
+                    delayed(_fit_linear_one)(Xs, [tasks[k] for k in job], token, spec, params,
+                                             seed) for job in jobs)):
+                results.append(fitted)
+                bar.update(len(job))
     finally:
         _SLICE["key"], _SLICE["X"] = None, None
     for job, fitted in zip(jobs, results):
         for k, (coef, b) in zip(job, fitted):
             bank.coef[:, k] = coef
             bank.intercept[k] = b
-
-
-def _progress(iterable, total: int, desc: str):
-    """A progress bar on stderr when it is a terminal (none in logs, pipes and tests)."""
-    from tqdm.auto import tqdm
-    return tqdm(iterable, total=total, desc=desc, disable=None, leave=False, file=sys.stderr,
-                dynamic_ncols=True)
 
 
 @contextmanager
@@ -413,11 +417,14 @@ def _fit_boosters(X, tasks, params, n_jobs, seed):
         "max_bin": params["max_bin"],
     }
     # bin the features once; every task reuses the bins (a subset for row-restricted tasks)
-    base = lgb.Dataset(sp.csr_matrix(X, dtype=np.float32), params=train_params,
-                       free_raw_data=False).construct()
+    with progress.step(f"binning {X.shape[0]} x {X.shape[1]} features for lightgbm",
+                       done="binned"):
+        base = lgb.Dataset(sp.csr_matrix(X, dtype=np.float32), params=train_params,
+                           free_raw_data=False).construct()
     boosters = []
     subset, subset_key = None, None
-    for task in _progress(tasks, len(tasks), f"fitting {len(tasks)} lightgbm scorers"):
+    for task in progress.track(tasks, len(tasks), "fitting lightgbm scorer bank",
+                               unit="scorers"):
         y = np.asarray(task.y, dtype=np.float32)
         if task.rows is None:
             data = base

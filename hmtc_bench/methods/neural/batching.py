@@ -13,7 +13,6 @@ states, and batched inference.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ import scipy.sparse as sp
 import torch
 
 from hmtc_bench.methods.neural.devices import autocast
+from hmtc_bench.progress import track
 
 if TYPE_CHECKING:
     from hmtc_bench.methods.neural.heads import TextClassifier
@@ -90,7 +90,7 @@ class StateCache:
         network.eval()
         batches = length_batches(self.lengths, batch_size)
         with torch.no_grad(), autocast(device, precision):
-            for rows in progress_bar(batches, progress, desc):
+            for rows in track(batches, len(batches), desc, unit="batches", enabled=progress):
                 batch_ids, mask = pad_ids([ids[i] for i in rows], pad_id, device)
                 out = network.encoder.bottom(batch_ids, mask, n_frozen).float().cpu().numpy()
                 for j, i in enumerate(rows):
@@ -119,12 +119,6 @@ class StateCache:
 
 def network_pad_id(network) -> int:
     return int(network.encoder.pad_id)
-
-
-def progress_bar(iterable, enabled: bool, desc: str, **kwargs):
-    from tqdm.auto import tqdm
-    return tqdm(iterable, desc=desc, disable=not enabled, file=sys.stderr, leave=False,
-                dynamic_ncols=True, **kwargs)
 
 
 # ---------------------------------------------------------------------------- inference

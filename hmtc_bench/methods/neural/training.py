@@ -8,8 +8,9 @@
   linear warm-up then linear decay, gradient clipping.
 * **Early stopping** on ONE criterion: micro-F1 on the dev set at threshold 0.5 (ties keep
   the earlier epoch), best weights restored at the end; seeded and deterministic on CPU;
-  tqdm progress on stderr. With a ``checkpoints.Checkpoint`` every epoch is saved and an
-  interrupted run resumes after its last finished epoch.
+  progress on stderr (``hmtc_bench.progress``: a bar on a terminal, plain lines in a log)
+  and one line per epoch with its own time. With a ``checkpoints.Checkpoint`` every epoch
+  is saved and an interrupted run resumes after its last finished epoch.
 * **No silent divergence**: a NaN or infinite batch loss stops training at once, before its
   step, with ``TrainingError`` (epoch, step, batch, and a hint: learning rates, precision);
   so do non-finite weights at the end of an epoch. The epoch is neither kept nor saved.
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from dataclasses import dataclass
 
@@ -32,10 +32,10 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from hmtc_bench import progress
 from hmtc_bench.errors import TrainingError
 from hmtc_bench.methods.neural.batching import (StateCache, dense_rows, length_batches,
-                                                network_pad_id, pad_ids, predict_proba,
-                                                progress_bar)
+                                                network_pad_id, pad_ids, predict_proba)
 from hmtc_bench.methods.neural.checkpoints import Checkpoint
 from hmtc_bench.methods.neural.devices import autocast, check_precision
 from hmtc_bench.methods.neural.heads import TextClassifier
@@ -210,7 +210,13 @@ class Trainer:
             checkpoint: Checkpoint | None = None, resume: bool = False) -> dict:
         """Train ``network`` in place and leave the best epoch's weights in it.
 
-        Returns the training state: epochs run, best epoch and dev micro-F1, history.
+        Returns the training state: epochs run, best epoch and dev micro-F1, history, and
+        ``train_seconds`` (caching and training so far, earlier sessions of a resumed run
+        included). The history holds one record per epoch: ``epoch``, ``train_loss`` (mean
+        batch loss), ``batches``, ``dev_micro_f1`` (with a dev set), ``seconds`` (the
+        epoch's own time: its batches, dev scoring and record keeping; the state cache
+        built before the first epoch is in none of them) and ``elapsed`` (``train_seconds``
+        at the end of the epoch, the cache included).
         """
         n_frozen = self.n_frozen(network)
         optimizer = self.optimizer(network, n_frozen)
@@ -228,12 +234,13 @@ class Trainer:
             self._caches(run)
             first_epoch = self.epochs + 1 if state["stopped"] else state["epoch"] + 1
             for epoch in range(first_epoch, self.epochs + 1):
+                epoch_start = time.perf_counter()
                 losses, out_of_time = self._train_epoch(run, state, epoch)
                 record = {"epoch": epoch, "train_loss": float(np.mean(losses)),
                           "batches": len(losses)}
                 if run.has_dev:
                     record["dev_micro_f1"] = self._dev_score(run)
-                self._end_epoch(run, state, record, out_of_time)
+                self._end_epoch(run, state, record, out_of_time, epoch_start)
                 if state["stopped"]:
                     break
         finally:
@@ -261,8 +268,7 @@ class Trainer:
             state = checkpoint.load_epoch(run.network, run.optimizer)
             if saved_best is not None:
                 run.best = {k: saved_best[k] for k in run.trainable}
-            if self.progress:
-                print(f"{self.desc}: resuming after epoch {state['epoch']}", file=sys.stderr)
+            progress.say(f"{self.desc}: resuming after epoch {state['epoch']}", self.progress)
         return state, False
 
     def _caches(self, run: _Fit) -> None:
@@ -284,9 +290,14 @@ class Trainer:
                                  np.random.default_rng([self.seed, epoch]))
         self.set_train(run.network, run.n_frozen)
         pad_id = network_pad_id(run.network)
+        with progress.Progress(len(batches), f"{self.desc} epoch {epoch}/{self.epochs}",
+                               unit="batches", enabled=self.progress) as bar:
+            return self._batches(run, state, epoch, batches, pad_id, bar)
+
+    def _batches(self, run: _Fit, state: dict, epoch: int, batches, pad_id: int,
+                 bar: progress.Progress) -> tuple[list[float], bool]:
         losses = []
-        bar = progress_bar(batches, self.progress, f"{self.desc} epoch {epoch}/{self.epochs}")
-        for batch, rows in enumerate(bar, 1):
+        for batch, rows in enumerate(batches, 1):
             targets = dense_rows(run.Y_train, rows, self.device)
             state["step"] += 1
             factor = self._lr_factor(state["step"], run.total_steps)
@@ -303,8 +314,9 @@ class Trainer:
                 raise self._non_finite(f"training loss {err.value}", epoch, state["step"],
                                        f", batch {batch} of {len(batches)}") from None
             losses.append(loss)
-            if self.progress:
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
+            if bar.shown:
+                bar.postfix(f"loss {np.mean(losses[-20:]):.4f}")
+            bar.update()
             if (self.max_seconds is not None
                     and time.perf_counter() - run.started > self.max_seconds):
                 return losses, True
@@ -328,9 +340,11 @@ class Trainer:
                               precision=self.precision)
         return micro_f1_at(proba, run.Y_dev)
 
-    def _end_epoch(self, run: _Fit, state: dict, record: dict, out_of_time: bool) -> None:
-        """After an epoch: keep its weights if best, record it, decide whether to stop
-        (``state["stopped"]``), and save it to the checkpoint."""
+    def _end_epoch(self, run: _Fit, state: dict, record: dict, out_of_time: bool,
+                   epoch_start: float) -> None:
+        """After an epoch (begun at ``perf_counter()`` ``epoch_start``): keep its weights if
+        best, record it, decide whether to stop (``state["stopped"]``), and save it to the
+        checkpoint."""
         bad = next((name for name in sorted(run.trainable)
                     if not bool(torch.isfinite(run.network.get_parameter(name)).all())), None)
         if bad is not None:
@@ -351,13 +365,15 @@ class Trainer:
         else:
             state["bad_epochs"] += 1
         state["epoch"] = record["epoch"]
-        state["train_seconds"] = time.perf_counter() - run.started
-        record["seconds"] = state["train_seconds"]
+        now = time.perf_counter()
+        state["train_seconds"] = now - run.started
+        record["seconds"] = now - epoch_start          # this epoch's own time
+        record["elapsed"] = state["train_seconds"]     # since training began, cache included
         state["history"].append(record)
-        if self.progress:
-            dev_text = f", dev micro-F1 {score:.4f}" if run.has_dev else ""
-            print(f"{self.desc} epoch {record['epoch']}: loss {record['train_loss']:.4f}"
-                  f"{dev_text} ({record['seconds']:.0f}s)", file=sys.stderr)
+        dev_text = f", dev micro-F1 {score:.4f}" if run.has_dev else ""
+        progress.say(f"{self.desc} epoch {record['epoch']}/{self.epochs}: loss "
+                     f"{record['train_loss']:.4f}{dev_text} ({record['seconds']:.1f} s; "
+                     f"{record['elapsed']:.0f} s in all)", self.progress)
         if out_of_time:
             state["stopped"] = f"time budget of {self.max_seconds}s"
         elif run.has_dev and state["bad_epochs"] >= self.patience:
