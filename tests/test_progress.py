@@ -4,6 +4,7 @@ grid cell, and per-epoch seconds in the neural training history."""
 from __future__ import annotations
 
 import io
+import re
 import time
 
 import numpy as np
@@ -146,3 +147,17 @@ def test_epoch_seconds_are_the_epochs_own(capsys, monkeypatch):
     assert "\r" not in err
     line = next(line for line in err.splitlines() if " epoch 2/2: loss " in line)
     assert f"({second['seconds']:.1f} s; {second['elapsed']:.0f} s in all)" in line
+
+
+def test_a_long_lightgbm_bank_says_how_long_after_its_first_model(synthetic, monkeypatch,
+                                                                  capsys):
+    pytest.importorskip("lightgbm")
+    from hmtc_bench.methods import make_method
+    from hmtc_bench.methods.classical import features
+    monkeypatch.setattr(features, "LONG_BANK", 0.0)   # every bank counts as long here
+    model = make_method("flat-lightgbm", {"n_estimators": 5, "max_features": 500})
+    model.fit(synthetic.train.texts[:200], synthetic.train.Y[:200], synthetic.hierarchy)
+    err = capsys.readouterr().err
+    assert re.search(r"lightgbm: the first of \d+ per-label models took [\d.]+ s on 200 x 500 "
+                     r"features: about \d+ (s|min) for the bank", err), err
+    assert "fewer n_estimators (now 5)" in err

@@ -435,10 +435,32 @@ def _fit_boosters(X, tasks, params, n_jobs, seed):
                 subset_key = key
             data = subset
         data.set_label(y)
+        start = time.perf_counter()
         booster = lgb.train(train_params, data, num_boost_round=params["n_estimators"])
         booster.free_dataset()                 # the trees stay; the shared bins are not held
         boosters.append(booster)
+        if len(boosters) == 1:
+            _estimate(time.perf_counter() - start, len(tasks), X.shape, params, threads)
     return boosters
+
+
+LONG_BANK = 120.0  # seconds: a LightGBM bank expected to take longer says so at its start
+
+
+def _estimate(first: float, n_tasks: int, shape, params: dict, threads: int) -> None:
+    """After the first per-label model: when the whole bank will take minutes, say how long
+    and what makes it faster (the per-model cost grows with rows x trees)."""
+    total = first * n_tasks
+    if total < LONG_BANK:
+        return
+    progress.say(f"lightgbm: the first of {n_tasks} per-label models took {first:.1f} s on "
+                 f"{shape[0]} x {shape[1]} features: about {_duration(total)} for the bank "
+                 f"with {threads} thread(s); fewer n_estimators (now {params['n_estimators']}) "
+                 "or max_features, or more n_jobs, make it faster")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 __all__ = ["CONSTANT_MARGIN", "ESTIMATORS", "EstimatorSpec", "ScorerBank", "Task", "TfidfMethod",
