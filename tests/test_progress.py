@@ -161,3 +161,38 @@ def test_a_long_lightgbm_bank_says_how_long_after_its_first_model(synthetic, mon
     assert re.search(r"lightgbm: the first of \d+ per-label models took [\d.]+ s on 200 x 500 "
                      r"features: about \d+ (s|min) for the bank", err), err
     assert "fewer n_estimators (now 5)" in err
+
+
+def test_large_predictions_report_their_steps(synthetic, monkeypatch, capsys):
+    from hmtc_bench import progress
+    from hmtc_bench.methods import make_method
+    from hmtc_bench.methods.classical import features
+    model = make_method("flat-svm", {"max_features": 2000})
+    model.fit(synthetic.train.texts, synthetic.train.Y, synthetic.hierarchy)
+    capsys.readouterr()
+    model.predict_proba(synthetic.test.texts)
+    assert "vectorizing" not in capsys.readouterr().err          # a small prediction: quiet
+    monkeypatch.setattr(features, "LARGE_PREDICTION", 10)
+    model.predict_proba(synthetic.test.texts)
+    err = capsys.readouterr().err
+    assert f"vectorizing {len(synthetic.test.texts)} texts (TF-IDF) ..." in err and "\r" not in err
+    with progress.quiet():
+        model.predict_proba(synthetic.test.texts)
+    assert capsys.readouterr().err == ""
+
+
+def test_neural_prediction_reports_its_batches(monkeypatch, capsys):
+    pytest.importorskip("torch")
+    from hmtc_bench import progress
+    from hmtc_bench.methods import get_method, make_method
+    from hmtc_bench.testing import _small_data
+    data = _small_data()
+    params = {**get_method("flat-bert").get_test_params(), "epochs": 1}
+    model = make_method("flat-bert", params).fit(data.train.texts, data.train.Y,
+                                                 data.hierarchy)
+    model.set_params(progress=True)
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    capsys.readouterr()
+    model.predict_proba(data.test.texts)
+    err = capsys.readouterr().err
+    assert "predicting:" in err and "batches" in err and "\r" not in err

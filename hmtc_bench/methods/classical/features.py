@@ -187,7 +187,10 @@ class TfidfMethod(HMTCMethod):
         if self.vectorizer_ is None:
             raise RuntimeError(f"{type(self).__name__} was fitted with fit_features and no "
                                "vectorizer: use predict_proba_features")
-        return self._proba_from_features(self.vectorizer_.transform(texts))
+        with progress.step(f"vectorizing {len(texts)} texts (TF-IDF)",
+                           enabled=len(texts) >= LARGE_PREDICTION):
+            X = self.vectorizer_.transform(texts)
+        return self._proba_from_features(X)
 
     # to implement
     def _fit_features(self, X: sp.csr_matrix, Y: sp.csc_matrix, hierarchy) -> None:
@@ -228,7 +231,8 @@ class ScorerBank:
         out = np.broadcast_to(self.intercept, (n, self.n_columns)).copy()
         if self.coef is not None:
             out += np.asarray(X @ self.coef, dtype=np.float64)
-        for k, booster in self.boosters.items():
+        for k, booster in progress.track(self.boosters.items(), len(self.boosters),
+                                         "scoring with lightgbm", unit="models"):
             out[:, k] = booster.predict(X, raw_score=True)
         return out
 
@@ -444,6 +448,7 @@ def _fit_boosters(X, tasks, params, n_jobs, seed):
     return boosters
 
 
+LARGE_PREDICTION = 20_000  # texts: vectorizing this many for a prediction says so
 LONG_BANK = 120.0  # seconds: a LightGBM bank expected to take longer says so at its start
 
 

@@ -133,6 +133,7 @@ RUN_SPECS: dict = {
     "resume": flag(), "progress": flag(), "random_state": integer(ge=0),
 }
 # parameters that may differ between an interrupted run and its resumption
+LARGE_PREDICTION = 20_000  # texts: tokenizing this many says so (seconds on a CPU)
 RESUME_FREE = ("resume", "progress", "checkpoint_dir", "device", "max_train_seconds",
                "cache_max_mb")
 # a tiny random BERT that learns the synthetic data's top level in about a second: the
@@ -307,9 +308,13 @@ class NeuralMethod(HMTCMethod):
     def _predict_proba(self, texts) -> np.ndarray:
         from hmtc_bench.methods.neural.batching import predict_proba
         from hmtc_bench.methods.neural.encoders import tokenize
-        ids = tokenize(self.tokenizer_, texts, self.max_length_)
+        from hmtc_bench import progress
+        with progress.step(f"tokenizing {len(texts)} texts",
+                           enabled=self.progress and len(texts) >= LARGE_PREDICTION):
+            ids = tokenize(self.tokenizer_, texts, self.max_length_)
         return predict_proba(self.network_, ids, self.device_, self._eval_batch_size(),
-                             precision=self.precision)
+                             precision=self.precision, progress=self.progress,
+                             desc=f"{self._name()} predicting")
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod

@@ -124,14 +124,17 @@ def network_pad_id(network) -> int:
 # ---------------------------------------------------------------------------- inference
 def predict_proba(network: TextClassifier, ids, device, batch_size: int = 64,
                   cache: StateCache | None = None, n_frozen: int = 0,
-                  precision: str = "auto") -> np.ndarray:
-    """Sigmoid outputs (n, L) in input order; from the cached bottom states when given."""
+                  precision: str = "auto", progress: bool = False,
+                  desc: str = "predicting") -> np.ndarray:
+    """Sigmoid outputs (n, L) in input order; from the cached bottom states when given.
+    ``progress``: report the batches (``hmtc_bench.progress``)."""
     network.eval()
     lengths = [len(s) for s in ids] if cache is None else cache.lengths
     out = None
     pad_id = network_pad_id(network)
+    batches = length_batches(lengths, batch_size)
     with torch.no_grad(), autocast(device, precision):
-        for rows in length_batches(lengths, batch_size):
+        for rows in track(batches, len(batches), desc, unit="batches", enabled=progress):
             if cache is None:
                 batch_ids, mask = pad_ids([ids[i] for i in rows], pad_id, device)
                 logits = network(batch_ids, mask)
