@@ -196,3 +196,15 @@ def test_neural_prediction_reports_its_batches(monkeypatch, capsys):
     model.predict_proba(data.test.texts)
     err = capsys.readouterr().err
     assert "predicting:" in err and "batches" in err and "\r" not in err
+
+
+def test_lightgbm_reports_boosting_rounds(synthetic, monkeypatch, capsys):
+    pytest.importorskip("lightgbm")
+    from hmtc_bench import progress
+    from hmtc_bench.methods import make_method
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    model = make_method("flat-lightgbm", {"n_estimators": 4, "max_features": 300})
+    model.fit(synthetic.train.texts[:200], synthetic.train.Y[:200], synthetic.hierarchy)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "rounds)" in line]
+    assert lines and re.search(r"models x 4 rounds\): (\d+)/\1 rounds, done in", lines[-1])
+    assert len(lines) > 2 and "\r" not in "".join(lines)

@@ -427,8 +427,10 @@ def _fit_boosters(X, tasks, params, n_jobs, seed):
                            free_raw_data=False).construct()
     boosters = []
     subset, subset_key = None, None
-    for task in progress.track(tasks, len(tasks), "fitting lightgbm scorer bank",
-                               unit="scorers"):
+    rounds = params["n_estimators"]
+    bar = progress.Progress(len(tasks) * rounds, f"fitting lightgbm scorer bank ({len(tasks)} "
+                            f"models x {rounds} rounds)", unit="rounds")
+    for task in tasks:
         y = np.asarray(task.y, dtype=np.float32)
         if task.rows is None:
             data = base
@@ -440,11 +442,13 @@ def _fit_boosters(X, tasks, params, n_jobs, seed):
             data = subset
         data.set_label(y)
         start = time.perf_counter()
-        booster = lgb.train(train_params, data, num_boost_round=params["n_estimators"])
+        booster = lgb.train(train_params, data, num_boost_round=rounds,
+                            callbacks=[lambda env: bar.update(1)])  # observes, changes nothing
         booster.free_dataset()                 # the trees stay; the shared bins are not held
         boosters.append(booster)
         if len(boosters) == 1:
             _estimate(time.perf_counter() - start, len(tasks), X.shape, params, threads)
+    bar.close()
     return boosters
 
 
