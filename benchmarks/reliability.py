@@ -35,6 +35,16 @@ def _cell(text) -> str:
     return TMP.sub("$TMP", str(text)).replace("|", "\\|").replace("\n", " ")
 
 
+def print_cases(rows: list[dict]) -> int:
+    """Print a battery's cases (for running one battery alone); 1 if any disagrees."""
+    for row in rows:
+        print(f"{'ok  ' if row['ok'] else 'FAIL'} {row['case']}\n     $ {row['command']}\n"
+              f"     expected: {row['expected']}\n     seen:     {row['seen']}")
+    failed = sum(not row["ok"] for row in rows)
+    print(f"{len(rows) - failed} of {len(rows)} cases as expected")
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="results/reliability.md")

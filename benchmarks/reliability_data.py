@@ -338,15 +338,6 @@ def data_battery() -> list[dict]:
         return battery.results
 
 
-def main() -> int:
-    results = data_battery()
-    for r in results:
-        print(f"{'ok  ' if r['ok'] else 'FAIL'}  {r['case']}\n      $ {r['command']}\n"
-              f"      expected: {r['expected']}\n      seen:     {r['seen']}")
-    failed = [r for r in results if not r["ok"]]
-    print(f"\n{len(results) - len(failed)} of {len(results)} cases ok")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from reliability import print_cases
+    sys.exit(print_cases(data_battery()))

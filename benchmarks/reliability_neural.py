@@ -198,15 +198,6 @@ def neural_battery() -> list[dict]:
     return results
 
 
-def main() -> int:
-    results = neural_battery()
-    for r in results:
-        print(f"{'ok  ' if r['ok'] else 'FAIL'} {r['case']}\n     command:  {r['command']}\n"
-              f"     expected: {r['expected']}\n     seen:     {r['seen']}")
-    failed = sum(not r["ok"] for r in results)
-    print(f"{len(results) - failed} of {len(results)} cases as expected")
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from reliability import print_cases
+    sys.exit(print_cases(neural_battery()))

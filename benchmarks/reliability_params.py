@@ -183,15 +183,6 @@ def params_battery() -> list[dict]:
     return out
 
 
-def main() -> int:
-    rows = params_battery()
-    for row in rows:
-        print(f"{'ok  ' if row['ok'] else 'FAIL'} {row['case']}\n     {row['command']}\n"
-              f"     expected: {row['expected']}\n     seen:     {row['seen']}")
-    bad = sum(not row["ok"] for row in rows)
-    print(f"{len(rows) - bad} of {len(rows)} cases ok")
-    return 1 if bad else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from reliability import print_cases
+    sys.exit(print_cases(params_battery()))

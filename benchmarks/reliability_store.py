@@ -174,5 +174,5 @@ def store_battery() -> list[dict]:
 
 
 if __name__ == "__main__":
-    for row in store_battery():
-        print(("ok  " if row["ok"] else "FAIL") + f" {row['case']}: {row['seen']}")
+    from reliability import print_cases
+    sys.exit(print_cases(store_battery()))

@@ -50,18 +50,16 @@ def _store(tracking_uri: str | None):
     return Store(tracking_uri)
 
 
-def _read_records(records: list[str] | None, tracking_uri: str | None, dataset: str | None):
-    """Run records from JSON-lines files or folders (``--records``), else from the store;
-    ``dataset``: only the runs of the dataset of that name, folder or data hash (prefix)."""
+def _read_records(records: list[str] | None, tracking_uri: str | None):
+    """Run records from JSON-lines files or folders (``--records``), else from the store."""
     if records:
         from hmtc_bench.record import load_records_file
-        found = [r for path in records for r in load_records_file(path)]
-    else:
-        found = _store(tracking_uri).records()
-    return [r for r in found if _is_dataset(r, dataset)]
+        return [r for path in records for r in load_records_file(path)]
+    return _store(tracking_uri).records()
 
 
 def _is_dataset(record, dataset: str | None) -> bool:
+    """Whether ``record`` is of the dataset of that name, folder or data hash (prefix)."""
     from pathlib import Path
     if dataset is None or record.dataset == dataset:
         return True
@@ -211,8 +209,9 @@ def leaderboard(
     if format not in FORMATS:
         _fail(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     try:
-        records = [r for r in _read_records(records_from, tracking_uri, dataset)
-                   if (not method or r.method in method) and (not decode or r.decode == decode)]
+        everything = _read_records(records_from, tracking_uri)
+        records = [r for r in everything if _is_dataset(r, dataset)
+                   and (not method or r.method in method) and (not decode or r.decode == decode)]
     except HMTCError as err:
         _fail(str(err))
     wanted = COLUMNS if columns is None else tuple(c.strip() for c in columns.split(",")
@@ -226,7 +225,6 @@ def leaderboard(
               f"{', '.join(sorted(known))}")
     rows = board(records, wanted)
     if not rows:
-        everything = _read_records(records_from, tracking_uri, None)
         _fail(_no_runs(everything, dataset, method))
     typer.echo(render(rows, format), nl=False)
 
@@ -270,11 +268,12 @@ def report(
 
     from hmtc_bench.report import build_report
     try:
-        records = _read_records(records_from, tracking_uri, dataset)
+        everything = _read_records(records_from, tracking_uri)
     except HMTCError as err:
         _fail(str(err))
+    records = [r for r in everything if _is_dataset(r, dataset)]
     if not any(r.finished for r in records):
-        _fail(_no_runs(_read_records(records_from, tracking_uri, None), dataset))
+        _fail(_no_runs(everything, dataset))
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -340,8 +339,8 @@ def export(
 
     from hmtc_bench.record import dump_records
     try:
-        records = [r for r in _read_records(None, tracking_uri, dataset)
-                   if include_failed or r.finished]
+        records = [r for r in _read_records(None, tracking_uri)
+                   if _is_dataset(r, dataset) and (include_failed or r.finished)]
     except HMTCError as err:
         _fail(str(err))
     if not records:

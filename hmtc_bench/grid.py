@@ -218,7 +218,9 @@ def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
             loaded[dataset_name] = load_dataset(dataset_name, strict=strict, dag=dag)
         data = loaded[dataset_name]
         label = f"{method} {params or ''} seed={seed} on {data.name}".replace("  ", " ")
-        info = infos.setdefault(method, inspect_method(method))
+        if method not in infos:  # one entry-point scan per method, not per cell
+            infos[method] = inspect_method(method)
+        info = infos[method]
         if not info.available:
             counts["unavailable"] += len(grid.decode)
             position += len(grid.decode)

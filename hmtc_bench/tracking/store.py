@@ -100,7 +100,7 @@ class Store:
         self._client = None
         self._experiments: dict[str, str] = {}
         self._start_ms: dict[str, int] = {}
-        self._checked: set[bool] = set()
+        self._checked = 0  # 0: not yet, 1: for reading, 2: for writing
 
     def __repr__(self) -> str:
         return f"Store({self.uri!r})"
@@ -111,12 +111,13 @@ class Store:
         open it; ``write``: also that it can be written, and mark the runs of dead
         processes killed. Done once per store object (``start`` and ``records`` call it).
         Returns self."""
-        if write in self._checked or True in self._checked:
+        level = 2 if write else 1
+        if self._checked >= level:
             return self
         check_uri(self.uri, write)
         path = sqlite_path(self.uri)
         if path is not None and not path.exists():  # a new store, created by its first run
-            self._checked.add(write)
+            self._checked = level
             return self
         try:
             if write:
@@ -127,7 +128,7 @@ class Store:
             raise
         except Exception as err:
             raise StoreError(f"store {self.uri}: cannot be used ({_first_line(err)})") from None
-        self._checked.add(write)
+        self._checked = level
         return self
 
     @property

@@ -9,6 +9,14 @@
 * ``TEXT_KERNELS`` / ``text_kernels``: the HiAGM paper's text CNN widths (2, 3, 4), read by
   the global baselines; ``label_edges``: the (parent, child) label columns of a hierarchy,
   for hierarchy-aware heads.
+
+The global baselines (``hmcn``, ``hiagm``) share their text vector, the HiAGM paper's: a
+TextCNN (widths 2, 3, 4; 100 filters each; max-pooled) over the encoder's token states. With
+``encoder="textrcnn"`` (word embeddings, 300-d, and a bidirectional GRU, 64 units per
+direction, trained from scratch at ``lr_head``) that is the TextRCNN of the HiAGM paper,
+without its pretrained GloVe vectors (not available offline); with a BERT encoder
+(``"default"``: MiniLM-L6, top 2 layers trained over the cached bottom 4, as msml) the
+TextCNN reads BERT's token states.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """HiAGM-TP (``hiagm``), a global hierarchy-aware baseline (network: ``hiagm_net``).
 
-The text vector is the HiAGM paper's: a TextCNN (``heads.TEXT_KERNELS``: widths 2, 3, 4;
-100 filters each; max-pooled) over the encoder's token states. With ``encoder="textrcnn"``
-(word embeddings, 300-d, and a bidirectional GRU, 64 units per direction, trained from
-scratch at ``lr_head``) that is the TextRCNN of the HiAGM paper, without its pretrained GloVe
-vectors (not available offline); with a BERT encoder (``"default"``: MiniLM-L6, top 2 layers
-trained over the cached bottom 4, as msml) the TextCNN reads BERT's token states. Training
-loop, early stopping, checkpoints and devices are those of every encoder method
-(``neural.base``).
+The text vector and the encoders are those of every global baseline (``heads``: the HiAGM
+paper's TextCNN over the token states of MiniLM-L6 or, with ``encoder="textrcnn"``, of the
+paper's TextRCNN); training, early stopping, checkpoints and devices those of every encoder
+method (``neural.base``).
 
 HiAGM-TP (Zhou et al., ACL 2020)
     From the paper: the text feature vector projected by a linear map onto every label node
