@@ -8,6 +8,7 @@ its reason.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from dataclasses import dataclass
 
@@ -93,5 +94,31 @@ def make_method(name: str, params: dict | None = None, random_state: int | None 
     return inspect_method(name).build(params, random_state)
 
 
+def import_object(path: str):
+    module, _, name = path.partition(":")
+    obj = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def registered_name(cls: type) -> str | None:
+    """The name ``cls`` is registered under in the method registry, or None."""
+    plugins = list_plugins(GROUP)
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    for name, plugin in plugins.items():
+        if plugin.value.replace(" ", "") == path:
+            return name
+    for name, plugin in plugins.items():  # registered under another path (a re-export)
+        if plugin.value.rpartition(":")[2].strip() == cls.__qualname__:
+            try:
+                if plugin.load() is cls:
+                    return name
+            except Exception:  # a broken plugin is not this class
+                continue
+    return None
+
+
 __all__ = ["HMTCMethod", "GROUP", "MethodInfo", "method_names", "inspect_method",
-           "list_methods", "get_method", "make_method"]
+           "list_methods", "get_method", "make_method", "import_object",
+           "registered_name"]

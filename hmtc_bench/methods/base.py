@@ -6,6 +6,10 @@
 * ``predict_proba(texts)`` returns an (n, L) array in the hierarchy's label order, and row i
   depends only on text i;
 * ``predict(texts)`` decodes with a named policy (see ``hmtc_bench.evaluation.decoding``);
+* ``save(path)`` writes the fitted method to a folder and ``load(path)`` (a class method;
+  also ``hmtc_bench.methods.saving.load_model``) reads it back, predicting the same
+  (``hmtc_bench.methods.saving``: no pickle, checksums, a format version); a method writes
+  its learned state in ``_save_state(writer)`` and reads it in ``_load_state(reader)``;
 * class-level tags (``TAGS``) and ``get_test_params()`` giving a configuration that fits the
   synthetic data in seconds;
 * ``PARAM_SPECS`` (class attribute, next to the defaults): what each hyper-parameter
@@ -37,6 +41,8 @@ DEFAULT_TAGS = {
     "requires": (),                 # importable modules needed, e.g. ("torch", "transformers")
     "consistent_by_construction": False,
     "supports_dag": True,
+    "uses_dev": False,              # fit() uses dev for early stopping (else: a final model
+                                    # is fitted on train + dev, see ``hmtc-bench train``)
 }
 
 
@@ -150,6 +156,30 @@ class HMTCMethod:
     def predict(self, texts, policy: str = "threshold", threshold: float = 0.5):
         from hmtc_bench.evaluation.decoding import decode
         return decode(self.predict_proba(texts), self.hierarchy_, policy, threshold)
+
+    # ------------------------------------------------------------------ saving
+    def save(self, path, info: dict | None = None, overwrite: bool = False):
+        """Save the fitted method to the folder ``path`` (``hmtc_bench.methods.saving``);
+        ``info`` (JSON-able) says how it was fitted. Returns the folder."""
+        from hmtc_bench.methods.saving import save_method
+        return save_method(self, path, info, overwrite)
+
+    @classmethod
+    def load(cls, path) -> "HMTCMethod":
+        """The fitted method saved in folder ``path``, checked before it is read; a model
+        of another class than ``cls`` (or its subclasses) is refused."""
+        from hmtc_bench.methods.saving import load_model
+        return load_model(path, expected=cls)
+
+    def _save_state(self, writer) -> None:
+        """Write the learned state (everything ``predict_proba`` needs beyond the
+        parameters and the hierarchy) with ``writer`` (a ``saving.ModelWriter``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _save_state")
+
+    def _load_state(self, reader) -> None:
+        """Set the learned state written by ``_save_state`` from ``reader`` (a
+        ``saving.ModelReader``); ``hierarchy_`` and ``n_labels_`` are already set."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _load_state")
 
     # ------------------------------------------------------------------ to implement
     def _fit(self, texts: list[str], Y, hierarchy, dev) -> None:

@@ -192,12 +192,47 @@ class TfidfMethod(HMTCMethod):
             X = self.vectorizer_.transform(texts)
         return self._proba_from_features(X)
 
+    # saving (``hmtc_bench.methods.saving``): the TF-IDF's vocabulary (JSON, terms in
+    # column order) and idf (.npy) per part, and the scorer bank
+    def _save_state(self, writer) -> None:
+        if self.vectorizer_ is None:
+            raise ValueError(f"{type(self).__name__} was fitted with fit_features and no "
+                             "vectorizer: it cannot predict texts, so it is not saved")
+        parts = _vectorizer_parts(self.vectorizer_)
+        for name, part in parts.items():
+            writer.json(f"tfidf/{name}.terms", sorted(part.vocabulary_, key=part.vocabulary_.get))
+            writer.array(f"tfidf/{name}.idf", part.idf_)
+        writer.json("tfidf/features", {"parts": list(parts), "n_features": int(self.n_features_)})
+        self.bank_.save(writer, "bank")
+
+    def _load_state(self, reader) -> None:
+        vectorizer = make_vectorizer(self.ngram_max, self.min_df, self.max_features,
+                                     self.sublinear_tf, self.char_ngrams)
+        parts = _vectorizer_parts(vectorizer)
+        saved = reader.json("tfidf/features")
+        if saved["parts"] != list(parts):
+            raise ValueError(f"{reader.root}: TF-IDF parts {saved['parts']} do not match the "
+                             f"parameters ({list(parts)})")
+        for name, part in parts.items():
+            part.vocabulary_ = {t: i for i, t in enumerate(reader.json(f"tfidf/{name}.terms"))}
+            part.idf_ = reader.array(f"tfidf/{name}.idf")
+        self.vectorizer_ = vectorizer
+        self.n_features_ = int(saved["n_features"])
+        self.bank_ = ScorerBank.load(reader, "bank")
+
     # to implement
     def _fit_features(self, X: sp.csr_matrix, Y: sp.csc_matrix, hierarchy) -> None:
         raise NotImplementedError
 
     def _proba_from_features(self, X: sp.csr_matrix) -> np.ndarray:
         raise NotImplementedError
+
+
+def _vectorizer_parts(vectorizer) -> dict:
+    """The TfidfVectorizers of ``make_vectorizer``'s result, by name."""
+    if hasattr(vectorizer, "transformer_list"):
+        return dict(vectorizer.transformer_list)
+    return {"words": vectorizer}
 
 
 # ---------------------------------------------------------------------- tasks and banks
@@ -239,6 +274,31 @@ class ScorerBank:
     def predict(self, X) -> np.ndarray:
         """Scores in [0, 1]: the logistic function of the decision values."""
         return sigmoid(self.decision_function(X))
+
+    def save(self, writer, name: str) -> None:
+        """Arrays (.npy) and, for LightGBM, each booster in its own text format."""
+        writer.array(f"{name}/intercept", self.intercept)
+        if self.coef is not None:
+            writer.array(f"{name}/coef", self.coef)
+        for k, booster in self.boosters.items():
+            writer.text(f"{name}/boosters/{k}.txt", booster.model_to_string())
+        writer.json(f"{name}/bank", {"n_features": self.n_features,
+                                     "linear": self.coef is not None,
+                                     "boosters": sorted(int(k) for k in self.boosters)})
+
+    @classmethod
+    def load(cls, reader, name: str) -> "ScorerBank":
+        saved = reader.json(f"{name}/bank")
+        bank = cls(n_features=int(saved["n_features"]),
+                   intercept=reader.array(f"{name}/intercept"),
+                   coef=reader.array(f"{name}/coef") if saved["linear"] else None)
+        if saved["boosters"]:
+            _require("lightgbm", "lightgbm")
+            import lightgbm as lgb
+            for k in saved["boosters"]:
+                bank.boosters[k] = lgb.Booster(
+                    model_str=reader.text(f"{name}/boosters/{k}.txt"))
+        return bank
 
 
 def fit_bank(X, tasks: Sequence[Task], estimator: str, params: dict | None = None,

@@ -113,6 +113,20 @@ class _LocalMethod(TfidfMethod):
         self._mandatory_ = [np.array([hierarchy.index[c] for c in hierarchy.children(node)])
                             for node in self.mandatory_nodes_]
 
+    def _save_state(self, writer) -> None:
+        super()._save_state(writer)
+        writer.array("task_labels", self.task_labels_)
+        writer.json("mandatory_nodes", list(self.mandatory_nodes_))
+
+    def _load_state(self, reader) -> None:
+        super()._load_state(reader)
+        hierarchy = self.hierarchy_
+        self.task_labels_ = reader.array("task_labels").astype(np.int64)
+        self.mandatory_nodes_ = list(reader.json("mandatory_nodes"))
+        self._parents_ = _padded_parents(hierarchy)
+        self._mandatory_ = [np.array([hierarchy.index[c] for c in hierarchy.children(node)])
+                            for node in self.mandatory_nodes_]
+
     # ------------------------------------------------------------------ predict
     def own_scores(self, texts) -> np.ndarray:
         """Own scores s (n, L) of every label, before chaining (see the module docstring)."""

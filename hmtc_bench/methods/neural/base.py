@@ -151,7 +151,8 @@ class NeuralMethod(HMTCMethod):
 
     TAGS: ClassVar[dict] = {"family": "global",
                             "requires": ("torch", "transformers", "safetensors"),
-                            "consistent_by_construction": False, "supports_dag": True}
+                            "consistent_by_construction": False, "supports_dag": True,
+                            "uses_dev": True}
     PARAMS: ClassVar[dict] = {}      # this class's own hyper-parameters: name -> default
     DEFAULTS: ClassVar[dict] = {}    # new defaults of inherited hyper-parameters
     PARAM_SPECS: ClassVar[dict] = {**MODEL_SPECS, **RUN_SPECS}  # a subclass adds its own
@@ -315,6 +316,43 @@ class NeuralMethod(HMTCMethod):
         return predict_proba(self.network_, ids, self.device_, self._eval_batch_size(),
                              precision=self.precision, progress=self.progress,
                              desc=f"{self._name()} predicting")
+
+    # ------------------------------------------------------------------ saving
+    def _save_state(self, writer) -> None:
+        """The tokenizer's and the encoder config's own files, the network's weights
+        (safetensors, float32, on the CPU) and the maximum length and training summary."""
+        from safetensors.torch import save_file
+        self.tokenizer_.save_pretrained(str(writer.path("tokenizer/x").parent))
+        encoder = self.network_.encoder      # an EncoderStack around a model, or a WordEncoder
+        getattr(encoder, "model", encoder).config.save_pretrained(
+            str(writer.path("encoder/x").parent))
+        save_file({k: v.detach().to("cpu").contiguous()
+                   for k, v in self.network_.state_dict().items()},
+                  str(writer.path("model.safetensors")))
+        writer.json("network", {"max_length": int(self.max_length_),
+                                "train_state": self.train_state_})
+
+    def _load_state(self, reader) -> None:
+        from safetensors.torch import load_file
+
+        from hmtc_bench.methods.neural import encoders
+        from hmtc_bench.methods.neural.devices import select_device
+        saved = reader.json("network")
+        tokenizer, model = encoders.encoder_from_files(reader.root, self.attention_dropout)
+        network = self._build_network(encoders.encoder_stack(model, self.n_state_layers),
+                                      self.hierarchy_)
+        path = reader.path("model.safetensors")
+        try:
+            network.load_state_dict(load_file(str(path)), strict=True)
+        except RuntimeError as err:
+            from hmtc_bench.methods.saving import ModelError
+            raise ModelError(f"{path}: does not fit the network "
+                             f"({str(err).strip().splitlines()[0]})") from None
+        self.device_ = select_device(self.device)
+        self.network_ = network.to(self.device_).eval()
+        self.tokenizer_ = tokenizer
+        self.max_length_ = int(saved["max_length"])
+        self.train_state_ = saved["train_state"]
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod

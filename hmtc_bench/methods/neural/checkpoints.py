@@ -16,7 +16,6 @@ that fails verification; train again with ``resume=False``. Checkpoints of forma
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from hmtc_bench.errors import CheckpointError
+from hmtc_bench.methods import import_object, registered_name  # noqa: F401 (re-exported)
 
 CHECKPOINT_FORMAT = "hmtc-bench-neural-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: SHA-256 of every file, training data hash, method name
@@ -255,14 +255,6 @@ def _restore_optimizer(optimizer, tensors: dict, groups: list) -> None:
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-def import_object(path: str):
-    module, _, name = path.partition(":")
-    obj = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def data_hash(train_texts, Y_train, dev_texts=None, Y_dev=None) -> str:
     """SHA-256 (first 16 hex) of what a fit trains on: the training texts and labels and
     the dev split used for early stopping (texts and labels)."""
@@ -280,25 +272,6 @@ def data_hash(train_texts, Y_train, dev_texts=None, Y_dev=None) -> str:
             digest.update(Y.indptr.astype(np.int64).tobytes())
             digest.update(Y.indices.astype(np.int64).tobytes())
     return digest.hexdigest()[:16]
-
-
-def registered_name(cls: type) -> str | None:
-    """The name ``cls`` is registered under in the method registry, or None."""
-    from hmtc_bench.methods import GROUP
-    from hmtc_bench.plugins import list_plugins
-    plugins = list_plugins(GROUP)
-    path = f"{cls.__module__}:{cls.__qualname__}"
-    for name, plugin in plugins.items():
-        if plugin.value.replace(" ", "") == path:
-            return name
-    for name, plugin in plugins.items():  # registered under another path (a re-export)
-        if plugin.value.rpartition(":")[2].strip() == cls.__qualname__:
-            try:
-                if plugin.load() is cls:
-                    return name
-            except Exception:  # a broken plugin is not this class
-                continue
-    return None
 
 
 def saved_method(config: dict, where) -> type:
