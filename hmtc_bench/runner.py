@@ -89,22 +89,25 @@ def _say(message: str, quiet: bool) -> None:
 def run(method: str, dataset: str | Dataset = "icd10cm", seed: int = 0,
         params: dict | None = None, decode_policy: str = DEFAULT_POLICY,
         threshold: float = DEFAULT_THRESHOLD, store: Store | None = None,
-        track: bool = True, quiet: bool = False) -> RunRecord:
+        track: bool = True, quiet: bool = False, log_model: bool = False) -> RunRecord:
     """Run one method on one dataset with one seed; returns the run record.
 
     The record is logged to ``store`` (default: ``Store()``, the default store) unless
-    ``track`` is false. A failure during fit or predict is recorded (status ``failed`` with
-    the error) and re-raised.
+    ``track`` is false; with ``log_model`` the fitted model too, as the MLflow model
+    ``model`` of the run (``runs:/<run id>/model``, see ``hmtc_bench.tracking.models``). A
+    failure during fit or predict is recorded (status ``failed`` with the error) and
+    re-raised.
     """
     return run_decodings(method, dataset, seed, params, [decode_policy], threshold,
-                         store, track, quiet)[0]
+                         store, track, quiet, log_model=log_model)[0]
 
 
 def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
                   params: dict | None, policies: list[str],
                   threshold: float = DEFAULT_THRESHOLD, store: Store | None = None,
                   track: bool = True, quiet: bool = False,
-                  claim: bool = False, show_progress: bool | None = None) -> list[RunRecord]:
+                  claim: bool = False, show_progress: bool | None = None,
+                  log_model: bool = False) -> list[RunRecord]:
     """One fit and one prediction, decoded with each policy: one record per policy.
     ``method`` is a registered name or its ``MethodInfo`` (``inspect_method(name)``).
 
@@ -112,8 +115,12 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
     other process holds or finished these cells, else ``CellTaken``) and finished after it;
     a store that fails after the fit keeps the records in a local file (``StoreError`` says
     where). ``show_progress`` (default: not ``quiet``): the progress of the fit's long steps
-    on stderr (``hmtc_bench.progress``)."""
+    on stderr (``hmtc_bench.progress``). ``log_model``: each run also gets the fitted
+    model (saved once, logged as the MLflow model ``model`` of each run with its decoding
+    as the default) before it is marked finished."""
     info = method if isinstance(method, MethodInfo) else inspect_method(method)
+    if log_model and not track:
+        raise ParameterError("log_model needs a store: the model is logged with its run")
     for name, value, spec in (("threshold", threshold, THRESHOLD), ("seed", seed, SEED)):
         try:
             spec.check(value)
@@ -156,8 +163,24 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
             _finish(store, records, raising=False)
         raise
     if track:
-        _finish(store, records, raising=True)
+        with _saved(estimator, data, log_model) as folder:
+            _finish(store, records, raising=True, model=folder)
     return records
+
+
+@contextlib.contextmanager
+def _saved(estimator, data: Dataset, wanted: bool):
+    """The fitted ``estimator`` saved in a temporary folder for the block (None if not
+    ``wanted``), with how it was fitted."""
+    if not wanted:
+        yield None
+        return
+    import tempfile
+    fitted_on = ("train, dev for early stopping" if estimator.tags()["uses_dev"] else "train")
+    info = {"dataset": data.name, "dataset_hash": data.content_hash, "fitted_on": fitted_on,
+            "n_train": len(data.train), "n_dev": len(data.dev) if fitted_on != "train" else 0}
+    with tempfile.TemporaryDirectory(prefix="hmtc-bench-model-") as tmp:
+        yield estimator.save(Path(tmp) / "model", info=info)
 
 
 def _fit_and_evaluate(estimator, data: Dataset, records: list[RunRecord], threshold: float,
@@ -184,15 +207,16 @@ def _fit_and_evaluate(estimator, data: Dataset, records: list[RunRecord], thresh
         record.status = "finished"
 
 
-def _finish(store: Store, records: list[RunRecord], raising: bool) -> None:
-    """Write the records' ends to the store; what it cannot take is kept in a local file,
-    and the error says where (``raising``), or a warning does (a fit that failed anyway)."""
+def _finish(store: Store, records: list[RunRecord], raising: bool, model=None) -> None:
+    """Write the records' ends to the store (``model``: a saved model folder logged with
+    each); what it cannot take is kept in a local file, and the error says where
+    (``raising``), or a warning does (a fit that failed anyway)."""
     for record in records:
         if record.peak_memory_mb is None:
             record.peak_memory_mb = peak_memory_mb()
     for i, record in enumerate(records):
         try:
-            store.finish(record)
+            store.finish(record, model=model)
         except Exception as err:
             path = keep_locally(records[i:], store)
             message = (f"store {store.uri} failed while logging ({type(err).__name__}: "
@@ -202,6 +226,30 @@ def _finish(store: Store, records: list[RunRecord], raising: bool) -> None:
                 raise StoreError(message) from None
             print(f"warning: {message}", file=sys.stderr)
             return
+
+
+def train_final(info: MethodInfo, data: Dataset, seed: int = 0, params: dict | None = None):
+    """The final model of a method on ``data``: fitted on train + dev, or on train with dev
+    for early stopping when the method uses it (tag ``uses_dev``); returns it with how it
+    was fitted (for the saved model's ``info``)."""
+    import scipy.sparse as sp
+    estimator = info.build(params, seed)
+    uses_dev = estimator.tags()["uses_dev"]
+    start = time.perf_counter()
+    if uses_dev or not len(data.dev):
+        estimator.fit(data.train.texts, data.train.Y, data.hierarchy,
+                      dev=(data.dev.texts, data.dev.Y) if len(data.dev) else None)
+        fitted_on = "train, dev for early stopping" if uses_dev and len(data.dev) else "train"
+    else:
+        estimator.fit(list(data.train.texts) + list(data.dev.texts),
+                      sp.vstack([data.train.Y, data.dev.Y]).tocsr(), data.hierarchy)
+        fitted_on = "train+dev"
+    return estimator, {
+        "method": info.name, "dataset": data.name, "dataset_hash": data.content_hash,
+        "fitted_on": fitted_on, "n_train": len(data.train),
+        "n_dev": len(data.dev) if fitted_on != "train" else 0, "seed": seed,
+        "fit_seconds": round(time.perf_counter() - start, 3),
+        "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 def training_summary(state: dict | None) -> dict | None:

@@ -56,7 +56,7 @@ def check_param_specs(cls) -> None:
 def check_tags(cls) -> None:
     tags = cls.tags()
     assert tags["family"] in FAMILIES, f"family tag {tags['family']!r} not in {FAMILIES}"
-    for key in ("consistent_by_construction", "supports_dag"):
+    for key in ("consistent_by_construction", "supports_dag", "uses_dev"):
         assert isinstance(tags[key], bool), f"tag {key} must be a bool"
 
 
@@ -131,6 +131,37 @@ def check_seed_determinism(cls, data=None) -> None:
                                err_msg="two fits with the same seed gave different outputs")
 
 
+def check_save_load(cls, data=None) -> None:
+    """``save`` writes a folder without pickle that ``load`` (and ``load_model``) reads back
+    into a method of the same class and parameters predicting the same: bit for bit, or
+    within 1e-6 for a method that needs torch."""
+    import tempfile
+
+    from hmtc_bench.methods import registered_name
+    from hmtc_bench.methods.saving import load_model
+    data = data or _small_data()
+    method = _make(cls).fit(data.train.texts, data.train.Y, data.hierarchy,
+                            dev=(data.dev.texts, data.dev.Y))
+    proba = method.predict_proba(data.test.texts)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = method.save(f"{tmp}/model", info={"check": "save_load"})
+        names = [p.name for p in folder.rglob("*") if p.is_file()]
+        pickled = [n for n in names if n.endswith((".pkl", ".pickle", ".joblib", ".bin"))]
+        assert not pickled, f"save wrote pickled files: {pickled}"
+        loaders = [cls.load] + ([load_model] if registered_name(cls) else [])
+        for loaded in (load(folder) for load in loaders):
+            assert type(loaded) is cls, f"load gave a {type(loaded).__name__}"
+            assert _same(loaded.get_params(), method.get_params()), "load changed the parameters"
+            again = loaded.predict_proba(data.test.texts)
+            if "torch" in cls.tags()["requires"]:
+                np.testing.assert_allclose(again, proba, atol=1e-6, rtol=0,
+                                           err_msg="the loaded model predicts differently")
+            else:
+                assert np.array_equal(again, proba), \
+                    "the loaded model predicts differently (not bit for bit)"
+        assert loaded.saved_info_ == {"check": "save_load"}, "load lost the saved info"
+
+
 def check_not_fitted(cls) -> None:
     from hmtc_bench.methods.base import NotFittedError
     try:
@@ -141,7 +172,8 @@ def check_not_fitted(cls) -> None:
 
 
 CHECKS = [check_init_stores_params, check_param_specs, check_tags, check_not_fitted,
-          check_fit_predict, check_label_order, check_rows_independent, check_seed_determinism]
+          check_fit_predict, check_label_order, check_rows_independent, check_seed_determinism,
+          check_save_load]
 
 
 def _same(a, b) -> bool:

@@ -173,13 +173,18 @@ class HMTCMethod:
 
     def _save_state(self, writer) -> None:
         """Write the learned state (everything ``predict_proba`` needs beyond the
-        parameters and the hierarchy) with ``writer`` (a ``saving.ModelWriter``)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement _save_state")
+        parameters and the hierarchy) with ``writer`` (a ``saving.ModelWriter``). Here:
+        every learned attribute that is an array or a JSON value
+        (``saving.save_attributes``); a method with other state writes it itself and
+        passes the rest on."""
+        from hmtc_bench.methods.saving import save_attributes
+        save_attributes(writer, self)
 
     def _load_state(self, reader) -> None:
         """Set the learned state written by ``_save_state`` from ``reader`` (a
         ``saving.ModelReader``); ``hierarchy_`` and ``n_labels_`` are already set."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement _load_state")
+        from hmtc_bench.methods.saving import load_attributes
+        load_attributes(reader, self)
 
     # ------------------------------------------------------------------ to implement
     def _fit(self, texts: list[str], Y, hierarchy, dev) -> None:

@@ -208,12 +208,20 @@ def verify(path, manifest: dict) -> None:
 
 def load_model(path, expected: type | None = None):
     """The fitted method saved in folder ``path`` (checked first, see the module
-    docstring); ``expected``: refuse a model that is not of this class."""
+    docstring), or in the MLflow model folder ``path`` that wraps one
+    (``hmtc_bench.tracking.models``); ``expected``: refuse a model not of this class."""
     from hmtc_bench.hierarchy import LabelHierarchy
     path = Path(path)
+    if (path / "MLmodel").is_file():
+        from hmtc_bench.tracking.models import model_data
+        path = model_data(path)
     manifest = read_manifest(path)
     verify(path, manifest)
-    cls = _saved_class(manifest, path)
+    if expected is not None and manifest.get("class") == \
+            f"{expected.__module__}:{expected.__qualname__}":
+        cls = expected      # e.g. a class made at run time, neither registered nor importable
+    else:
+        cls = _saved_class(manifest, path)
     if expected is not None and not issubclass(cls, expected):
         raise ModelError(f"{path}: holds a {manifest.get('method') or manifest['class']}, not "
                          f"a {expected.__name__}")
@@ -248,9 +256,46 @@ def _saved_class(manifest: dict, path: Path) -> type:
     return cls
 
 
+ALWAYS_SET = ("hierarchy_", "n_labels_", "saved_info_")  # set by load_model itself
+STATE = "state"
+
+
+def save_attributes(writer: ModelWriter, method, exclude=()) -> None:
+    """Save the learned attributes of ``method`` (public names ending in ``_``) that are
+    plain data: numpy arrays as ``state/<name>.npy``, JSON values (numbers, strings, lists,
+    dicts) in ``state/attributes.json``; ``exclude``: those the method writes itself. Any
+    other value raises ``TypeError`` naming it (the method must then write it in its own
+    ``_save_state``)."""
+    plain = {}
+    for name, value in vars(method).items():
+        if not name.endswith("_") or name.startswith("_") or name in ALWAYS_SET \
+                or name in exclude:
+            continue
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            writer.array(f"{STATE}/{name}", value)
+            continue
+        try:
+            plain[name] = json.loads(json.dumps(value, allow_nan=True))
+        except (TypeError, ValueError):
+            raise TypeError(f"{type(method).__name__}.{name} ({type(value).__name__}) is not "
+                            "an array or a JSON value: write it in _save_state") from None
+    writer.json(f"{STATE}/attributes", plain)
+
+
+def load_attributes(reader: ModelReader, method) -> None:
+    """Set the attributes written by ``save_attributes``."""
+    for name, value in reader.json(f"{STATE}/attributes").items():
+        setattr(method, name, value)
+    prefix = f"{STATE}/"
+    for file in reader.files:
+        if file.startswith(prefix) and file.endswith(".npy") and "/" not in file[len(prefix):]:
+            setattr(method, file[len(prefix):-4], reader.array(file[:-4]))
+
+
 def folder_bytes(path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
 __all__ = ["FORMAT", "VERSION", "ModelError", "ModelReader", "ModelWriter", "folder_bytes",
-           "load_model", "read_manifest", "save_method", "verify"]
+           "load_attributes", "load_model", "read_manifest", "save_attributes", "save_method",
+           "verify"]

@@ -217,8 +217,9 @@ class Store:
             retry(lambda: self.client.set_tag(run_id, "heartbeat", str(int(now))), 10)
         return Heartbeat(write, [r.run_id for r in records if r.run_id])
 
-    def finish(self, record: RunRecord, plot: bool = True) -> str:
-        """Write the end of a started run: metrics, tags, artifacts, then its status."""
+    def finish(self, record: RunRecord, plot: bool = True, model=None) -> str:
+        """Write the end of a started run: metrics, tags, artifacts (with ``model``, a
+        saved model folder, its MLflow model ``model``), then its status."""
         client = self.client
         run_id = record.run_id
         retry(lambda: client.log_batch(run_id, metrics=mapping.end_metrics(record),
@@ -232,6 +233,10 @@ class Store:
                 figure = Path(tmp) / "per_level_f1.png"
                 save_png(mapping.run_figure(record), figure)
                 retry(lambda: client.log_artifact(run_id, str(figure)))
+        if model is not None:
+            from hmtc_bench.tracking.models import log_model
+            retry(lambda: log_model(client, run_id, model, {"decode": record.decode,
+                                                             "threshold": record.threshold}))
         retry(lambda: client.set_tag(run_id, "status", record.status))
         retry(lambda: client.set_terminated(run_id,
                                             "FINISHED" if record.finished else "FAILED"))

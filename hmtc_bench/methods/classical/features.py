@@ -193,8 +193,10 @@ class TfidfMethod(HMTCMethod):
         return self._proba_from_features(X)
 
     # saving (``hmtc_bench.methods.saving``): the TF-IDF's vocabulary (JSON, terms in
-    # column order) and idf (.npy) per part, and the scorer bank
+    # column order) and idf (.npy) per part, the scorer bank if there is one, and the other
+    # learned attributes (arrays and JSON values, ``saving.save_attributes``)
     def _save_state(self, writer) -> None:
+        from hmtc_bench.methods.saving import save_attributes
         if self.vectorizer_ is None:
             raise ValueError(f"{type(self).__name__} was fitted with fit_features and no "
                              "vectorizer: it cannot predict texts, so it is not saved")
@@ -203,9 +205,12 @@ class TfidfMethod(HMTCMethod):
             writer.json(f"tfidf/{name}.terms", sorted(part.vocabulary_, key=part.vocabulary_.get))
             writer.array(f"tfidf/{name}.idf", part.idf_)
         writer.json("tfidf/features", {"parts": list(parts), "n_features": int(self.n_features_)})
-        self.bank_.save(writer, "bank")
+        if hasattr(self, "bank_"):
+            self.bank_.save(writer, "bank")
+        save_attributes(writer, self, exclude=("vectorizer_", "bank_"))
 
     def _load_state(self, reader) -> None:
+        from hmtc_bench.methods.saving import load_attributes
         vectorizer = make_vectorizer(self.ngram_max, self.min_df, self.max_features,
                                      self.sublinear_tf, self.char_ngrams)
         parts = _vectorizer_parts(vectorizer)
@@ -216,9 +221,10 @@ class TfidfMethod(HMTCMethod):
         for name, part in parts.items():
             part.vocabulary_ = {t: i for i, t in enumerate(reader.json(f"tfidf/{name}.terms"))}
             part.idf_ = reader.array(f"tfidf/{name}.idf")
+        load_attributes(reader, self)
         self.vectorizer_ = vectorizer
-        self.n_features_ = int(saved["n_features"])
-        self.bank_ = ScorerBank.load(reader, "bank")
+        if reader.has("bank/bank.json"):
+            self.bank_ = ScorerBank.load(reader, "bank")
 
     # to implement
     def _fit_features(self, X: sp.csr_matrix, Y: sp.csc_matrix, hierarchy) -> None:

@@ -113,16 +113,9 @@ class _LocalMethod(TfidfMethod):
         self._mandatory_ = [np.array([hierarchy.index[c] for c in hierarchy.children(node)])
                             for node in self.mandatory_nodes_]
 
-    def _save_state(self, writer) -> None:
-        super()._save_state(writer)
-        writer.array("task_labels", self.task_labels_)
-        writer.json("mandatory_nodes", list(self.mandatory_nodes_))
-
     def _load_state(self, reader) -> None:
-        super()._load_state(reader)
+        super()._load_state(reader)     # the bank, task_labels_ and mandatory_nodes_
         hierarchy = self.hierarchy_
-        self.task_labels_ = reader.array("task_labels").astype(np.int64)
-        self.mandatory_nodes_ = list(reader.json("mandatory_nodes"))
         self._parents_ = _padded_parents(hierarchy)
         self._mandatory_ = [np.array([hierarchy.index[c] for c in hierarchy.children(node)])
                             for node in self.mandatory_nodes_]

@@ -320,8 +320,11 @@ class NeuralMethod(HMTCMethod):
     # ------------------------------------------------------------------ saving
     def _save_state(self, writer) -> None:
         """The tokenizer's and the encoder config's own files, the network's weights
-        (safetensors, float32, on the CPU) and the maximum length and training summary."""
+        (safetensors, float32, on the CPU), and the maximum length and training summary
+        with the other plain learned attributes (``saving.save_attributes``)."""
         from safetensors.torch import save_file
+
+        from hmtc_bench.methods.saving import save_attributes
         self.tokenizer_.save_pretrained(str(writer.path("tokenizer/x").parent))
         encoder = self.network_.encoder      # an EncoderStack around a model, or a WordEncoder
         getattr(encoder, "model", encoder).config.save_pretrained(
@@ -329,15 +332,15 @@ class NeuralMethod(HMTCMethod):
         save_file({k: v.detach().to("cpu").contiguous()
                    for k, v in self.network_.state_dict().items()},
                   str(writer.path("model.safetensors")))
-        writer.json("network", {"max_length": int(self.max_length_),
-                                "train_state": self.train_state_})
+        save_attributes(writer, self, exclude=("tokenizer_", "network_", "device_"))
 
     def _load_state(self, reader) -> None:
         from safetensors.torch import load_file
 
+        from hmtc_bench.methods.saving import load_attributes
         from hmtc_bench.methods.neural import encoders
         from hmtc_bench.methods.neural.devices import select_device
-        saved = reader.json("network")
+        load_attributes(reader, self)   # max_length_, train_state_
         tokenizer, model = encoders.encoder_from_files(reader.root, self.attention_dropout)
         network = self._build_network(encoders.encoder_stack(model, self.n_state_layers),
                                       self.hierarchy_)
@@ -351,8 +354,6 @@ class NeuralMethod(HMTCMethod):
         self.device_ = select_device(self.device)
         self.network_ = network.to(self.device_).eval()
         self.tokenizer_ = tokenizer
-        self.max_length_ = int(saved["max_length"])
-        self.train_state_ = saved["train_state"]
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
