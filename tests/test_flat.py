@@ -154,3 +154,29 @@ def test_quick_bank_writes_nothing_into_a_log(capsys):
     tasks = [Task(None, (np.arange(60) % (k + 2) == 0).astype(np.int8)) for k in range(3)]
     fit_bank(X, tasks, "svm")
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("params", [{}, {"ngram_max": 1}, {"min_df": 2, "max_features": 300}])
+def test_prediction_tfidf_equals_the_vectorizers_bit_for_bit(synthetic, params):
+    """``WordCounts`` (the fast prediction-time TF-IDF) gives the fitted vectorizer's own
+    matrix: same indices, same float32 values, on odd texts too."""
+    from hmtc_bench.methods.classical.features import WordCounts
+    rng = np.random.default_rng(0)
+    words = [t for text in synthetic.train.texts[:50] for t in text.split()][:400]
+    odd = ["", "a", "Ünïcödé Straße STRASSE ß", "tab\tsep_arated 42 4 2 x_y", "日本語 テキスト",
+           "!!! ... ,,,", "one two one two one two two two"]
+    texts = odd + [" ".join(rng.choice(words, size=rng.integers(0, 60))).upper()
+                   if i % 3 == 0 else " ".join(rng.choice(words, size=rng.integers(0, 60)))
+                   for i in range(200)]
+    model = FlatSVM(**params).fit(synthetic.train.texts, synthetic.train.Y, synthetic.hierarchy)
+    assert WordCounts.applies(model.vectorizer_)
+    expected, got = model.vectorizer_.transform(texts), model.transform(texts)
+    assert got.dtype == expected.dtype == np.float32 and got.shape == expected.shape
+    for part in ("indptr", "indices", "data"):
+        assert np.array_equal(getattr(got, part), getattr(expected, part)), part
+    assert not WordCounts.applies(make_vectorizer_with_chars())
+
+
+def make_vectorizer_with_chars():
+    from hmtc_bench.methods.classical.features import make_vectorizer
+    return make_vectorizer(2, 1, None, True, True)

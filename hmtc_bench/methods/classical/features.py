@@ -189,8 +189,21 @@ class TfidfMethod(HMTCMethod):
                                "vectorizer: use predict_proba_features")
         with progress.step(f"vectorizing {len(texts)} texts (TF-IDF)",
                            enabled=len(texts) >= LARGE_PREDICTION):
-            X = self.vectorizer_.transform(texts)
+            X = self.transform(texts)
         return self._proba_from_features(X)
+
+    def transform(self, texts) -> sp.csr_matrix:
+        """The TF-IDF features of ``texts``: the fitted vectorizer's, computed by
+        ``WordCounts`` (the same matrix, bit for bit, about twice as fast) where it
+        applies."""
+        fast = vars(self).get("_word_counts_")
+        if fast is None or fast.vectorizer is not self.vectorizer_:
+            fast = WordCounts(self.vectorizer_) if WordCounts.applies(self.vectorizer_) \
+                else False
+            self._word_counts_ = fast
+        if fast is False:
+            return self.vectorizer_.transform(texts)
+        return fast.transform(texts)
 
     # saving (``hmtc_bench.methods.saving``): the TF-IDF's vocabulary (JSON, terms in
     # column order) and idf (.npy) per part, the scorer bank if there is one, and the other
@@ -232,6 +245,79 @@ class TfidfMethod(HMTCMethod):
 
     def _proba_from_features(self, X: sp.csr_matrix) -> np.ndarray:
         raise NotImplementedError
+
+
+class WordCounts:
+    """Prediction-time TF-IDF of a fitted word ``TfidfVectorizer`` (lower-cased, default
+    token pattern, 1- and 2-grams): its tokens are looked up once each in a word table and
+    its bigrams found with numpy among the vocabulary's (as pairs of word ids, sorted),
+    instead of one Python string and dictionary lookup per n-gram. The counts are the
+    same matrix as ``CountVectorizer``'s, and the vectorizer's own idf weighting and
+    normalisation finish it, so the result equals ``vectorizer.transform`` bit for bit
+    (``tests/test_flat.py``)."""
+
+    def __init__(self, vectorizer):
+        import re
+        self.vectorizer = vectorizer
+        self.pattern = re.compile(vectorizer.token_pattern)
+        self.words: dict[str, int] = {}
+        unigrams, pairs = [], []
+        for term, column in vectorizer.vocabulary_.items():
+            ids = [self.words.setdefault(part, len(self.words)) for part in term.split(" ")]
+            (unigrams if len(ids) == 1 else pairs).append((*ids, column))
+        n_words = len(self.words)
+        self.n_words = n_words
+        self.unigram = np.full(n_words + 1, -1, dtype=np.int64)   # [-1]: a word not in it
+        if unigrams:
+            ids, columns = np.array(unigrams, dtype=np.int64).T
+            self.unigram[ids] = columns
+        pairs = np.array(pairs, dtype=np.int64).reshape(-1, 3)
+        keys = pairs[:, 0] * n_words + pairs[:, 1]
+        order = np.argsort(keys)
+        self.keys, self.bigram = keys[order], pairs[order, 2]
+
+    @staticmethod
+    def applies(vectorizer) -> bool:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        return (type(vectorizer) is TfidfVectorizer and vectorizer.analyzer == "word"
+                and vectorizer.lowercase and vectorizer.preprocessor is None
+                and vectorizer.tokenizer is None and vectorizer.stop_words is None
+                and vectorizer.strip_accents is None and not vectorizer.binary
+                and vectorizer.input == "content" and vectorizer.ngram_range[0] == 1
+                and vectorizer.ngram_range[1] in (1, 2)
+                and vectorizer.token_pattern == r"(?u)\b\w\w+\b"
+                and hasattr(vectorizer, "vocabulary_"))
+
+    def counts(self, texts) -> sp.csr_matrix:
+        findall, get = self.pattern.findall, self.words.get
+        ids: list[int] = []
+        lengths = np.zeros(len(texts), dtype=np.int64)
+        for i, text in enumerate(texts):
+            tokens = findall(text.lower())
+            lengths[i] = len(tokens)
+            ids.extend([get(t, -1) for t in tokens])
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.repeat(np.arange(len(texts)), lengths)
+        columns = self.unigram[ids]
+        keep = columns >= 0
+        all_rows, all_columns = [rows[keep]], [columns[keep]]
+        if self.vectorizer.ngram_range[1] == 2 and len(ids) > 1 and len(self.keys):
+            first, second = ids[:-1], ids[1:]
+            same_text = rows[:-1] == rows[1:]
+            valid = same_text & (first >= 0) & (second >= 0)
+            keys = first[valid] * self.n_words + second[valid]
+            where = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+            found = self.keys[where] == keys
+            all_rows.append(rows[:-1][valid][found])
+            all_columns.append(self.bigram[where[found]])
+        rows, columns = np.concatenate(all_rows), np.concatenate(all_columns)
+        X = sp.csr_matrix((np.ones(len(rows), dtype=self.vectorizer.dtype), (rows, columns)),
+                          shape=(len(texts), len(self.vectorizer.vocabulary_)))
+        X.sum_duplicates()
+        return X
+
+    def transform(self, texts) -> sp.csr_matrix:
+        return self.vectorizer._tfidf.transform(self.counts(texts), copy=False)
 
 
 def _vectorizer_parts(vectorizer) -> dict:

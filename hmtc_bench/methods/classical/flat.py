@@ -42,7 +42,7 @@ class _FlatMethod(TfidfMethod):
 
     def decision_function(self, texts) -> np.ndarray:
         """Raw decision values (n, L): SVM margins, log-odds, or raw boosting scores."""
-        return self.bank_.decision_function(self.vectorizer_.transform(list(texts)))
+        return self.bank_.decision_function(self.transform(list(texts)))
 
     def _proba_from_features(self, X) -> np.ndarray:
         return self.bank_.predict(X)

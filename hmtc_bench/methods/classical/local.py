@@ -123,7 +123,7 @@ class _LocalMethod(TfidfMethod):
     # ------------------------------------------------------------------ predict
     def own_scores(self, texts) -> np.ndarray:
         """Own scores s (n, L) of every label, before chaining (see the module docstring)."""
-        return self._own_scores(self.vectorizer_.transform(list(texts)))
+        return self._own_scores(self.transform(list(texts)))
 
     def _own_scores(self, X) -> np.ndarray:
         return _scatter_min(self.bank_.predict(X), self.task_labels_, self.n_labels_)
