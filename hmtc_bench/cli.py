@@ -129,8 +129,9 @@ def run(
         help="Random seed; repeat for several runs.")] = None,
     param: Annotated[Optional[list[str]], typer.Option(
         help="Method parameter KEY=VALUE (YAML value); repeatable.")] = None,
-    decode: Annotated[str, typer.Option(help="Decoding policy: threshold or top-down.")]
-        = "threshold",
+    decode: Annotated[str, typer.Option(
+        help="Decoding policy: threshold, top-down, clamp, level-top-k[:K], mandatory-leaf, "
+             "tuned or tuned-global (the last two fitted on dev).")] = "threshold",
     threshold: Annotated[float, typer.Option(help="Decision threshold.")] = 0.5,
     json_output: Annotated[bool, typer.Option("--json", help="Print the run records as JSON.")]
         = False,
@@ -149,9 +150,11 @@ def run(
             spec.check(value)
         except ValueError as err:
             _fail(f"{option} {value}: {err}")
-    from hmtc_bench.evaluation import POLICIES
-    if decode not in POLICIES:
-        _fail(f"unknown decoding policy {decode!r}; choose one of {', '.join(POLICIES)}")
+    from hmtc_bench.evaluation.decoding import parse_policy
+    try:
+        parse_policy(decode)
+    except HMTCError as err:
+        _fail(str(err))
     params = _parse_params(param or [])
     seeds = seed or [0]
     try:
@@ -223,13 +226,14 @@ def train(
         from hmtc_bench.methods.params import SEED
         from hmtc_bench.runner import train_final
         from hmtc_bench.tracking.models import save_mlflow_model
-        SEED.check(seed) if seed >= 0 else _fail(f"--seed {seed}: must be >= 0")
+        try:
+            SEED.check(seed)
+        except ValueError as err:
+            _fail(f"--seed {seed}: {err}")
         info = inspect_method(method)
         info.build(params, seed)  # unknown method or parameter: fail before loading data
-        if decode not in ("threshold", "top-down") or not 0 <= threshold <= 1:
-            check_decoding(_NoHierarchy(), decode, threshold, 0)
+        check_decoding(decode, threshold)
         data = load_dataset(dataset, strict=strict, dag=dag)
-        check_decoding(data.hierarchy, decode, threshold, 0)
         import shutil
         import tempfile
         with tempfile.TemporaryDirectory(prefix="hmtc-bench-train-") as tmp:
@@ -246,13 +250,6 @@ def train(
     typer.echo(f"wrote {out}: {method} fitted on {data.name} ({fitted['fitted_on']}, "
                f"{fitted['n_train'] + fitted['n_dev']} documents, {fitted['fit_seconds']:.1f} "
                f"s); next: hmtc-bench predict --model {out} --text '...'")
-
-
-class _NoHierarchy:
-    """For checking decoding options before a dataset is loaded."""
-
-    def __len__(self) -> int:
-        return 0
 
 
 @app.command()
@@ -280,25 +277,25 @@ def predict(
     tracking_uri: TrackingUri = None,
 ):
     """Predict the labels of new texts with a saved or logged model."""
+    from pathlib import Path
     if (input is None) == (text is None):
         _fail("give either --input FILE or --text TEXT")
     if batch_size < 1:
         _fail(f"--batch-size {batch_size}: must be at least 1")
-    if top_k < 0:
-        _fail(f"--top-k {top_k}: must be at least 0")
     try:
         from hmtc_bench.methods.saving import load_model, read_manifest
         from hmtc_bench.predicting import (InputError, check_decoding, predict_file,
                                            predict_rows, readable)
         from hmtc_bench.tracking.models import defaults, local_model
-        if input is not None and input != "-" and not __import__("os").path.isfile(input):
+        check_decoding(decode or "threshold", 0.5 if threshold is None else threshold, top_k)
+        if input not in (None, "-") and not Path(input).is_file():
             raise InputError(f"--input {input}: no such file")
         with local_model(model, tracking_uri) as folder:
             saved_decode, saved_threshold = defaults(read_manifest(folder))
             decode = decode or saved_decode
             threshold = saved_threshold if threshold is None else threshold
             method = load_model(folder)
-        check_decoding(method.hierarchy_, decode, threshold, top_k)
+        check_decoding(decode, threshold, top_k, len(method.hierarchy_))
         if text is not None:
             if not text.strip():
                 raise InputError("--text: empty text")

@@ -71,7 +71,8 @@ def load_grid(path: str | Path) -> Grid:
     parameter, before any data is loaded); errors name the file and the entry."""
     import yaml
 
-    from hmtc_bench.evaluation import POLICIES
+    from hmtc_bench.errors import ParameterError
+    from hmtc_bench.evaluation.decoding import parse_policy
     from hmtc_bench.methods import method_names
     from hmtc_bench.methods.params import SEED, THRESHOLD, load_yaml, show
     from hmtc_bench.plugins import unknown
@@ -121,8 +122,10 @@ def load_grid(path: str | Path) -> Grid:
     decode = a_list(spec.get("decode", ["threshold"]), "'decode'", "decode: [threshold]",
                     scalar_ok=True)
     for policy in decode:
-        if policy not in POLICIES:
-            raise DataError(f"{path}: unknown decoding policy {policy!r}; choose from {POLICIES}")
+        try:
+            parse_policy(policy)
+        except ParameterError as err:
+            raise DataError(f"{path}: {err}") from None
     try:
         threshold = float(THRESHOLD.check(spec.get("threshold", 0.5)))
     except ValueError as err:

@@ -85,6 +85,7 @@ class LabelHierarchy:
         graph = nx.DiGraph()
         graph.add_node(root)
         first_seen: dict[str, int] = {}
+        order = 0       # edges added so far (networkx counts them by a walk over every node)
         for edge in edges:
             parent, child = str(edge[0]), str(edge[1])
             line = edge[2] if len(edge) > 2 else None
@@ -112,7 +113,8 @@ class LabelHierarchy:
             for label in (parent, child):
                 if label != root and label not in first_seen:
                     first_seen[label] = len(first_seen)
-            graph.add_edge(parent, child, line=line, file=file, order=graph.number_of_edges())
+            graph.add_edge(parent, child, line=line, file=file, order=order)
+            order += 1
         if not nx.is_directed_acyclic_graph(graph):
             cycle = nx.find_cycle(graph)
             data = [graph.edges[e] for e in cycle]

@@ -37,7 +37,8 @@ import numpy as np
 
 from hmtc_bench import progress
 from hmtc_bench.errors import HMTCError, ParameterError
-from hmtc_bench.evaluation.decoding import DEFAULT_POLICY, DEFAULT_THRESHOLD, POLICIES, decode
+from hmtc_bench.evaluation.decoding import (DEFAULT_POLICY, DEFAULT_THRESHOLD, FITTED, decode,
+                                            parse_policy)
 
 BATCH_SIZE = 256       # texts predicted together
 LONG_INPUT = 1 << 20   # bytes: inputs larger than this show their progress
@@ -123,16 +124,23 @@ def _csv_rows(stream, where: str):
 
 
 # ---------------------------------------------------------------------- prediction
-def check_decoding(hierarchy, policy: str, threshold: float, top_k: int) -> None:
-    """Refuse, before any text is read, a decoding the model cannot do (one line)."""
-    if policy not in POLICIES:
-        raise ParameterError(f"--decode {policy!r}: unknown policy; choose one of "
-                             f"{', '.join(POLICIES)}")
+def check_decoding(policy: str, threshold: float, top_k: int = 0,
+                   n_labels: int | None = None) -> None:
+    """Refuse, before any text is read, a decoding the model (of ``n_labels`` labels, when
+    known) cannot do, in one line naming the option."""
+    try:
+        name, _ = parse_policy(policy)
+    except ParameterError as err:
+        raise ParameterError(f"--decode: {err}") from None
+    if name in FITTED:
+        raise ParameterError(f"--decode {policy!r}: fitted on a dev split, which a saved "
+                             "model does not carry; use a fixed policy")
     if not 0.0 <= threshold <= 1.0:
         raise ParameterError(f"--threshold {threshold}: must be between 0 and 1")
-    if not 0 <= top_k <= len(hierarchy):
-        raise ParameterError(f"--top-k {top_k}: the model has {len(hierarchy)} labels; "
-                             f"choose 0 to {len(hierarchy)}")
+    if top_k < 0 or (n_labels is not None and top_k > n_labels):
+        raise ParameterError(f"--top-k {top_k}: the model has {n_labels} labels; "
+                             f"choose 0 to {n_labels}" if top_k > 0 else
+                             f"--top-k {top_k}: must be at least 0")
 
 
 def describe(proba: np.ndarray, predicted, hierarchy, ids, top_k: int = 0) -> list[dict]:
@@ -173,7 +181,7 @@ def predict_rows(method, rows: Iterable[tuple[object, str]], policy: str = DEFAU
                  threshold: float = DEFAULT_THRESHOLD, top_k: int = 0,
                  batch_size: int = BATCH_SIZE) -> Iterator[dict]:
     """The output objects of (id, text) ``rows``, predicted ``batch_size`` at a time."""
-    check_decoding(method.hierarchy_, policy, threshold, top_k)
+    check_decoding(policy, threshold, top_k, len(method.hierarchy_))
     batch: list = []
     for row in rows:
         batch.append(row)
@@ -221,36 +229,27 @@ def predict_file(method, input_path: str, output_path: str | None, policy: str,
                  stdin=None) -> int:
     """Predict every text of ``input_path`` into JSON lines at ``output_path``; returns
     the number of texts. Memory stays bounded by ``batch_size`` whatever the input size."""
-    check_decoding(method.hierarchy_, policy, threshold, top_k)
-    size = Path(input_path).stat().st_size if input_path != "-" else None
+    check_decoding(policy, threshold, top_k, len(method.hierarchy_))
+    long = input_path != "-" and Path(input_path).stat().st_size >= LONG_INPUT
     count = 0
-    reader = _Counted(read_inputs(input_path, stdin))
     with atomic_output(output_path) as out, progress.Progress(
-            size, f"predicting {input_path}", unit="bytes",
-            enabled=size is not None and size >= LONG_INPUT) as bar:
-        for row in predict_rows(method, reader, policy, threshold, top_k, batch_size):
+            _count_lines(input_path) if long else None, f"predicting {input_path}",
+            unit="texts", enabled=long) as bar:
+        for row in predict_rows(method, read_inputs(input_path, stdin), policy, threshold,
+                                top_k, batch_size):
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
-            if size is not None:
-                bar.update(reader.take_bytes())
+            bar.update(1)
     return count
 
 
-class _Counted:
-    """The (id, text) rows, counting the UTF-8 bytes of the texts read (for progress)."""
-
-    def __init__(self, rows):
-        self.rows = rows
-        self.bytes = 0
-
-    def __iter__(self):
-        for identifier, text in self.rows:
-            self.bytes += len(text.encode("utf-8")) + 1
-            yield identifier, text
-
-    def take_bytes(self) -> int:
-        n, self.bytes = self.bytes, 0
-        return n
+def _count_lines(path: str) -> int:
+    """Lines of a file (about its texts, for the progress's total), read in blocks."""
+    lines = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            lines += block.count(b"\n")
+    return lines
 
 
 def readable(row: dict) -> str:

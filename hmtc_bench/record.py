@@ -89,6 +89,7 @@ class RunRecord:
     predict_seconds: float | None = None
     peak_memory_mb: float | None = None
     training: dict | None = None
+    decode_params: dict | None = None   # what a policy fitted on dev (thresholds, ...)
     versions: dict = field(default_factory=dict)
     git_commit: str = "unknown"
     started_at: str = ""

@@ -19,7 +19,7 @@ import numpy as np
 
 from hmtc_bench import progress
 from hmtc_bench.data import Dataset, load_dataset
-from hmtc_bench.evaluation import DEFAULT_POLICY, DEFAULT_THRESHOLD, decode, evaluate
+from hmtc_bench.evaluation import DEFAULT_POLICY, DEFAULT_THRESHOLD, evaluate
 from hmtc_bench.errors import HMTCError, ParameterError, StoreError
 from hmtc_bench.methods import MethodInfo, inspect_method
 from hmtc_bench.methods.params import SEED, THRESHOLD
@@ -135,6 +135,9 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
              f" {len(data.hierarchy)} labels ({time.perf_counter() - start:.1f} s)", quiet)
     else:
         data = dataset
+    from hmtc_bench.evaluation.decoding import check_policy
+    for policy in policies:        # a policy this hierarchy or split cannot take: before the fit
+        check_policy(policy, data.hierarchy, has_dev=len(data.dev) > 0)
     if track and store is None:
         store = Store()
     base = dict(
@@ -195,16 +198,44 @@ def _fit_and_evaluate(estimator, data: Dataset, records: list[RunRecord], thresh
         record.training = training
     _say(f"  fitted in {fit_seconds:.1f} s; predicting {len(data.test)} test documents ...",
          quiet)
+    decoders = fit_decoders(estimator, data, [r.decode for r in records], threshold, quiet)
     start = time.perf_counter()
     proba = estimator.predict_proba(data.test.texts)
     predict_seconds = time.perf_counter() - start
     train_counts = np.asarray(data.train.Y.sum(axis=0)).ravel()
     for record in records:
-        predicted = decode(proba, data.hierarchy, record.decode, threshold)
-        record.metrics = evaluate(data.test.Y, predicted, data.hierarchy, train_counts)
+        decoder = decoders[record.decode]
+        predicted = decoder(proba)
+        record.decode_params = decoder_params(decoder)
+        record.metrics = evaluate(data.test.Y, predicted, data.hierarchy, train_counts,
+                                  proba=proba)
         record.fit_seconds, record.predict_seconds = fit_seconds, predict_seconds
         record.peak_memory_mb = peak_memory_mb()
         record.status = "finished"
+
+
+def fit_decoders(estimator, data: Dataset, policies: list[str], threshold: float,
+                 quiet: bool = True) -> dict:
+    """The decoder of each policy; those fitted on dev (``decoding.FITTED``) from the
+    estimator's dev scores and the dev labels: never the test split's."""
+    from hmtc_bench.evaluation.decoding import FITTED, fit_decoder, parse_policy
+    dev_proba = None
+    if any(parse_policy(p)[0] in FITTED for p in policies) and len(data.dev):
+        _say(f"  predicting {len(data.dev)} dev documents to fit the decoding ...", quiet)
+        dev_proba = estimator.predict_proba(data.dev.texts)
+    return {policy: fit_decoder(policy, data.hierarchy, threshold, dev_proba,
+                                data.dev.Y if dev_proba is not None else None)
+            for policy in dict.fromkeys(policies)}
+
+
+def decoder_params(decoder) -> dict | None:
+    """What a decoder fitted (with its per-label thresholds, in label order), or None."""
+    if decoder.thresholds is None:
+        return None
+    params = dict(decoder.params)
+    if decoder.policy == "tuned":
+        params["thresholds"] = [round(float(t), 6) for t in decoder.thresholds]
+    return params
 
 
 def _finish(store: Store, records: list[RunRecord], raising: bool, model=None) -> None:

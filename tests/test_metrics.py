@@ -96,3 +96,48 @@ def test_frequency_buckets_cover_all_labels():
 def test_shape_mismatch_is_an_error(tree):
     with pytest.raises(ValueError, match="shapes differ"):
         evaluate(sp.csr_matrix((2, len(tree))), sp.csr_matrix((3, len(tree))), tree)
+
+
+# ---------------------------------------------------------------------- round 2 metrics
+def test_average_precision_equals_scikit_learns(synthetic):
+    from sklearn.metrics import average_precision_score
+
+    from hmtc_bench.evaluation.metrics import average_precision, average_precisions
+    rng = np.random.default_rng(4)
+    h = synthetic.hierarchy
+    Y = synthetic.test.Y.toarray()
+    P = np.clip(Y * 0.3 + np.round(rng.random(Y.shape), 2), 0, 1)   # ties included
+    got = average_precisions(Y, P, h)
+    present = Y.sum(axis=0) > 0
+    assert got["micro_ap"] == pytest.approx(average_precision_score(Y, P, average="micro"))
+    assert got["macro_ap"] == pytest.approx(
+        average_precision_score(Y[:, present], P[:, present], average="macro"))
+    for level in range(1, h.depth + 1):
+        cols = h.level_columns(level)
+        assert got[f"micro_ap_level_{level}"] == pytest.approx(
+            average_precision_score(Y[:, cols], P[:, cols], average="micro"))
+    for _ in range(20):
+        y, s = rng.random(30) < 0.4, np.round(rng.random(30), 1)
+        assert average_precision(y, s) == pytest.approx(average_precision_score(y, s))
+
+
+def test_lca_f1_on_textbook_cases():
+    """Kosmopoulos et al. (2015): a sibling error costs half; a shared high ancestor is
+    counted once, not once per label as ancestor augmentation does."""
+    from hmtc_bench.evaluation.metrics import exact_match, hierarchical_prf, lca_prf
+    h = LabelHierarchy.from_edges([("Root", "A"), ("Root", "B"), ("A", "A1"), ("A", "A2"),
+                                   ("A1", "A1a"), ("A1", "A1b"), ("B", "B1")])
+    same = h.encode([["A", "A1", "A1a"]])
+    assert lca_prf(same, same, h) == (1.0, 1.0, 1.0)
+    # A1a vs A1b: LCA A1, augmented {A1a, A1} and {A1b, A1}: 1 of 2
+    assert lca_prf(same, h.encode([["A", "A1", "A1b"]]), h) == (0.5, 0.5, 0.5)
+    # ancestor augmentation counts A and A1 as well: 2 of 3
+    assert hierarchical_prf(same, h.encode([["A", "A1", "A1b"]]), h)[2] == pytest.approx(2 / 3)
+    # A1a vs B1: only the root in common: nothing shared
+    assert lca_prf(same, h.encode([["B", "B1"]]), h) == (0.0, 0.0, 0.0)
+    # gold A1a, predicted A1a and A2: A2 pairs with A1a at A, so both sets take the way up
+    # to A: pred {A1a, A2, A}, gold {A1a, A1, A}: 2 shared of 3 each
+    p, r, f = lca_prf(same, h.encode([["A", "A1", "A1a", "A2"]]), h)
+    assert (p, r) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+    assert exact_match(h.encode([["A", "A1", "A1a"], ["B"]]),
+                       h.encode([["A1a"], ["B", "B1"]]), h) == 0.5   # closed, then equal

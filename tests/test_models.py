@@ -208,7 +208,7 @@ def test_bad_options_are_refused_before_reading(trained, tmp_path):
     source.write_text('{"text": "x"}\n')
     n_labels = len(load_model(trained).hierarchy_)
     for args, message in [(["--top-k", n_labels + 1], f"the model has {n_labels} labels"),
-                          (["--decode", "beam"], "unknown policy"),
+                          (["--decode", "beam"], "unknown decoding policy"),
                           (["--threshold", "1.5"], "between 0 and 1")]:
         result = invoke("predict", "--model", trained, "--input", source, *args)
         assert result.exit_code == 1 and message in result.output, result.output

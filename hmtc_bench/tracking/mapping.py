@@ -80,7 +80,19 @@ def end_tags(record: RunRecord):
     if record.training:
         tags.update({TRAINING_PREFIX + k: str(record.training[k]) for k in TRAINING_FIELDS
                      if record.training.get(k) is not None})
+    if record.decode_params is not None:
+        tags["decode_params"] = decode_params_tag(record.decode_params)
     return [RunTag(k, v) for k, v in tags.items()]
+
+
+def decode_params_tag(params: dict) -> str:
+    """The fitted decoding as a tag: whole when it fits MLflow's limit, else without the
+    per-label thresholds (which record.json keeps)."""
+    text = json.dumps(params, sort_keys=True)
+    if len(text) <= MAX_TAG:
+        return text
+    short = {k: v for k, v in params.items() if k != "thresholds"}
+    return json.dumps({**short, "thresholds": "in record.json"}, sort_keys=True)
 
 
 def record_of(run) -> RunRecord:
@@ -105,6 +117,7 @@ def record_of(run) -> RunRecord:
         status=tags.get("status", "running"),
         metrics=metrics,
         training=_training_of(tags),
+        decode_params=json.loads(tags["decode_params"]) if "decode_params" in tags else None,
         versions={k[len("version."):]: v for k, v in tags.items() if k.startswith("version.")},
         git_commit=tags.get("git_commit", "unknown"),
         started_at=tags.get("started_at") or _iso(run.info.start_time),
