@@ -140,6 +140,10 @@ def run(
     log_model: Annotated[bool, typer.Option(
         "--log-model", help="Also log the fitted model as the MLflow model of each run "
                             "(runs:/<run id>/model), to promote it without refitting.")] = False,
+    split_seed: Annotated[Optional[str], typer.Option(
+        "--split-seed", help="Draw the train/dev/test split with this seed, or 'same': each "
+                             "run's seed (corpora whose split is drawn; an official split "
+                             "is kept and refused here).")] = None,
     tracking_uri: TrackingUri = None,
 ):
     """Run a method on a dataset and record every seed's run in MLflow."""
@@ -157,6 +161,11 @@ def run(
         _fail(str(err))
     params = _parse_params(param or [])
     seeds = seed or [0]
+    from hmtc_bench.grid import check_split_seed, resolve_split_seed
+    try:
+        split_option = check_split_seed(split_seed)
+    except ValueError as err:
+        _fail(f"--split-seed {split_seed}: {err}")
     try:
         from hmtc_bench.data import load_dataset
         from hmtc_bench.methods import inspect_method
@@ -165,9 +174,13 @@ def run(
         info.build(params)  # unknown method or parameter: fail before loading data
         store = _store(tracking_uri).check()  # and a store that cannot take the runs
         data = load_dataset(dataset, strict=strict, dag=dag)
-        records = [run_decodings(info, data, s, params, [decode], threshold, store,
-                                 log_model=log_model)[0]
-                   for s in seeds]
+        records = []
+        for s in seeds:
+            chosen = resolve_split_seed(split_option, s)
+            if chosen is not None and chosen != data.split_seed:
+                data = load_dataset(dataset, strict=strict, dag=dag, seed=chosen)
+            records += run_decodings(info, data, s, params, [decode], threshold, store,
+                                     log_model=log_model, split_seed=chosen)
     except HMTCError as err:
         _fail(str(err))
     if json_output:
@@ -340,11 +353,16 @@ def leaderboard(
         = None,
     format: Annotated[str, typer.Option("--format", help="markdown, csv or html.")]
         = "markdown",
+    significance: Annotated[bool, typer.Option(
+        "--significance", help="Bold, per dataset, the best micro- and macro-F1 and every "
+                               "row not significantly worse (paired t-test over seeds).")]
+        = False,
     tracking_uri: TrackingUri = None,
     records_from: RecordFiles = None,
 ):
     """Mean ± std over seeds (with n) per configuration, from stored runs or record files."""
-    from hmtc_bench.leaderboard import COLUMNS, FORMATS, leaderboard as board, render
+    from hmtc_bench.leaderboard import COLUMNS, FORMATS, leaderboard as board, mark_significance
+    from hmtc_bench.leaderboard import render
     if format not in FORMATS:
         _fail(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     try:
@@ -365,6 +383,8 @@ def leaderboard(
     rows = board(records, wanted)
     if not rows:
         _fail(_no_runs(everything, dataset, method))
+    if significance:
+        mark_significance(rows)
     typer.echo(render(rows, format), nl=False)
 
 

@@ -42,7 +42,8 @@ from pathlib import Path
 from hmtc_bench.data.dataset import DataError
 from hmtc_bench.tracking import Store
 
-GRID_KEYS = {"name", "datasets", "seeds", "decode", "threshold", "methods", "description"}
+GRID_KEYS = {"name", "datasets", "seeds", "decode", "threshold", "methods", "description",
+             "split_seed"}
 METHOD_KEYS = {"method", "params", "grid", "datasets"}
 
 
@@ -55,6 +56,9 @@ class Grid:
     threshold: float
     # expanded (name, params, datasets it runs on or None for all)
     methods: list[tuple[str, dict, list[str] | None]] = field(default_factory=list)
+    # resampled splits: None (each corpus's own split), "same" (split seed = the cell's
+    # seed) or one seed for every cell; corpora with a fixed split keep it
+    split_seed: int | str | None = None
 
     def pairs(self) -> list[tuple[str, str, dict]]:
         """(dataset, method, params) of every configuration, datasets in grid order."""
@@ -130,6 +134,10 @@ def load_grid(path: str | Path) -> Grid:
         threshold = float(THRESHOLD.check(spec.get("threshold", 0.5)))
     except ValueError as err:
         fail(f"threshold {show(spec.get('threshold'))}", f": {err}")
+    try:
+        split_seed = check_split_seed(spec.get("split_seed"))
+    except ValueError as err:
+        fail(f"split_seed {show(spec.get('split_seed'))}", f": {err}")
     known = method_names()
     methods = []
     entries = a_list(spec.get("methods"), "'methods'", "methods: [flat-svm]")
@@ -171,7 +179,22 @@ def load_grid(path: str | Path) -> Grid:
             params = _check_params(path, i, entry["method"], params)
             methods.append((entry["method"], params, only))
     return Grid(name=str(spec.get("name", path.stem)), datasets=datasets, seeds=seeds,
-                decode=decode, threshold=threshold, methods=methods)
+                decode=decode, threshold=threshold, methods=methods, split_seed=split_seed)
+
+
+def check_split_seed(value) -> int | str | None:
+    """A split seed option: None, "same" (the cell's seed) or a whole number >= 0."""
+    if value is None or value == "same":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+        raise ValueError("must be 'same' (each cell's seed) or a whole number >= 0")
+    return value
+
+
+def resolve_split_seed(option, seed: int) -> int | None:
+    return seed if option == "same" else option
 
 
 def _check_params(path, i, name, params) -> dict:
@@ -213,14 +236,27 @@ def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
     total = grid.n_cells
     position = 0
     started = time.perf_counter()
-    loaded: dict[str, object] = {}
+    loaded: dict[tuple, object] = {}
+    hashes: dict[int, tuple[str, str]] = {}
     infos: dict[str, object] = {}
     for (dataset_name, method, params), seed in itertools.product(grid.pairs(), grid.seeds):
-        if dataset_name not in loaded:
-            loaded.clear()  # one dataset in memory at a time (pairs are in dataset order)
-            loaded[dataset_name] = load_dataset(dataset_name, strict=strict, dag=dag)
-        data = loaded[dataset_name]
+        wanted = resolve_split_seed(grid.split_seed, seed)
+        if (dataset_name, None) not in loaded:
+            loaded.clear()  # one corpus in memory at a time (pairs are in dataset order)
+            hashes.clear()
+            loaded[dataset_name, None] = load_dataset(dataset_name, strict=strict, dag=dag)
+        split_seed = wanted if loaded[dataset_name, None].split_seed is not None else None
+        if (dataset_name, split_seed) not in loaded:
+            loaded[dataset_name, split_seed] = load_dataset(dataset_name, strict=strict,
+                                                            dag=dag, seed=split_seed)
+        data = loaded[dataset_name, split_seed]
+        if id(data) not in hashes:
+            hashes[id(data)] = (data.content_hash,
+                                data.corpus_hash if split_seed is not None else None)
+        content_hash, corpus_hash = hashes[id(data)]
         label = f"{method} {params or ''} seed={seed} on {data.name}".replace("  ", " ")
+        if split_seed is not None:
+            label += f" (split seed {split_seed})"
         if method not in infos:  # one entry-point scan per method, not per cell
             infos[method] = inspect_method(method)
         info = infos[method]
@@ -232,8 +268,9 @@ def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
         estimator = info.build(params, seed)
         todo = [p for p in grid.decode if RunRecord(
             method, data.name, seed, p, grid.threshold, estimator.get_params(),
-            data.content_hash, data.hierarchy.content_hash,
-            identity_omits=estimator.omitted_params()).cell_key not in done]
+            content_hash, data.hierarchy.content_hash,
+            identity_omits=estimator.omitted_params(), split_seed=split_seed,
+            corpus_hash=corpus_hash).cell_key not in done]
         skipped = len(grid.decode) - len(todo)
         counts["skipped"] += skipped
         position += skipped
@@ -248,7 +285,8 @@ def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
         say(f"[{position + 1}/{total}] {label}: fitting ({', '.join(todo)}) ...")
         try:
             records = run_decodings(info, data, seed, params, todo, grid.threshold, store,
-                                    quiet=True, claim=True, show_progress=not quiet)
+                                    quiet=True, claim=True, show_progress=not quiet,
+                                    split_seed=split_seed)
         except CellTaken:
             counts["skipped"] += len(todo)
             position += len(todo)

@@ -52,10 +52,65 @@ def leaderboard(records: list[RunRecord], columns=COLUMNS) -> list[dict]:
                           if k in r.params}
         row["config_key"] = key
         row["run_ids"] = [r.run_id for r in runs]
+        row["per_seed"] = {column: {(r.seed, r.split_seed): r.metrics[column] for r in runs
+                                    if r.metrics.get(column) is not None}
+                           for column in columns}
+        if first.split_seed is not None:
+            row["dataset_hash"] = first.corpus_hash or first.dataset_hash
+            row["resampled"] = True
         rows.append(row)
     rows.sort(key=lambda r: (r["dataset"], -r.get("micro_f1", (0, 0))[0], r["method"],
                              r["decode"], json.dumps(r["params"], sort_keys=True)))
     return rows
+
+
+SIGNIFICANCE_METRICS = ("micro_f1", "macro_f1")
+ALPHA = 0.05
+
+
+def mark_significance(rows: list[dict], metrics=SIGNIFICANCE_METRICS,
+                      alpha: float = ALPHA) -> list[dict]:
+    """Mark, per dataset and metric, the best row and every row not significantly worse
+    than it: a paired t-test of the per-seed values over the seeds (and split seeds) both
+    rows have (``evaluation.significance.paired_seed_test``), two-sided at ``alpha``. A row
+    is untested (never marked, unless best) with fewer than 3 matched seeds, or when its
+    per-seed differences have no spread (a fixed split and deterministic fits: the seeds
+    are no sample of anything). Sets ``row["marks"]`` ({metric: "best" | "tied" |
+    "worse" | "untested"}) and returns the rows."""
+    from hmtc_bench.evaluation.significance import paired_seed_test
+    groups: dict = defaultdict(list)
+    for row in rows:
+        groups[row["dataset"], row["dataset_hash"]].append(row)
+    for group in groups.values():
+        for metric in metrics:
+            scored = [r for r in group if metric in r]
+            if not scored:
+                continue
+            best = max(scored, key=lambda r: r[metric][0])
+            for row in scored:
+                marks = row.setdefault("marks", {})
+                if row is best:
+                    marks[metric] = "best"
+                    continue
+                seeds = sorted(set(row["per_seed"][metric]) & set(best["per_seed"][metric]),
+                               key=str)
+                a = [best["per_seed"][metric][s] for s in seeds]
+                b = [row["per_seed"][metric][s] for s in seeds]
+                diffs = [x - y for x, y in zip(a, b)]
+                if len(seeds) < 3 or max(diffs) - min(diffs) < 1e-12:
+                    marks[metric] = "untested"
+                    continue
+                p = paired_seed_test(a, b)["p_value"]
+                marks[metric] = "tied" if p >= alpha else "worse"
+    return rows
+
+
+SIGNIFICANCE_NOTE = (
+    "**Bold**: per dataset and metric (micro- and macro-F1), the best row and every row not "
+    "significantly worse (two-sided paired t-test of the per-seed values over the seeds and "
+    "split seeds both rows have, p >= 0.05). Rows with fewer than 3 matched seeds, or whose "
+    "per-seed differences from the best have no spread (a fixed split and deterministic "
+    "fits), are not tested and not bold.")
 
 
 def _stats(runs: list[RunRecord], column: str) -> tuple[float, float] | None:
@@ -87,7 +142,10 @@ def _table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         cells = [_dataset_cell(row, rows), _method_cell(row, rows), row["decode"], str(row["n"])]
         for c in metric_cols:
             value = row.get(c)
-            cells.append(_cell(value, 1 if c in SECONDS_LIKE else 4, row["n"]) if value else "")
+            text = _cell(value, 1 if c in SECONDS_LIKE else 4, row["n"]) if value else ""
+            if row.get("marks", {}).get(c) in ("best", "tied"):
+                text = f"**{text}**"
+            cells.append(text)
         body.append(cells)
     return header, body
 
@@ -127,7 +185,8 @@ def _method_cell(row: dict, rows: list[dict]) -> str:
 def _dataset_cell(row: dict, rows: list[dict]) -> str:
     """The dataset name, with its hash where two different datasets share the name."""
     hashes = {r["dataset_hash"] for r in rows if r["dataset"] == row["dataset"]}
-    return row["dataset"] if len(hashes) == 1 else f"{row['dataset']} [{row['dataset_hash'][:8]}]"
+    name = row["dataset"] + (" (resampled splits)" if row.get("resampled") else "")
+    return name if len(hashes) == 1 else f"{name} [{row['dataset_hash'][:8]}]"
 
 
 def render(rows: list[dict], fmt: str = "markdown") -> str:
@@ -146,9 +205,14 @@ def render(rows: list[dict], fmt: str = "markdown") -> str:
     if fmt == "html":
         from html import escape
         head = "".join(f"<th>{escape(h)}</th>" for h in header)
-        lines = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>"
-                        for cells in body)
+        def td(c):
+            if c.startswith("**") and c.endswith("**") and len(c) > 4:
+                return f"<td><b>{escape(c[2:-2])}</b></td>"
+            return f"<td>{escape(c)}</td>"
+        lines = "".join("<tr>" + "".join(td(c) for c in cells) + "</tr>" for cells in body)
         return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>{lines}</tbody>\n</table>\n"
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    if any("marks" in row for row in rows):
+        lines += ["", SIGNIFICANCE_NOTE]
     return "\n".join(lines) + "\n"

@@ -9,7 +9,9 @@ git commit and status. It is written to a store (``hmtc_bench.tracking``) and to
 Run identity lives here too. Two runs are the same **configuration** (one leaderboard row)
 when their method, identity parameters, dataset hash, hierarchy hash, decoding policy and
 threshold agree; the same **cell** (one grid cell, skipped once finished) when their seed
-agrees as well. The identity parameters are the resolved parameters without the seed
+agrees as well. A run on a resampled split (``split_seed``) names its data by the corpus
+hash instead (every split seed of one corpus is one configuration), and its cell by the
+split seed too. The identity parameters are the resolved parameters without the seed
 parameter (``random_state``, set from the seed) and without the parameters a method added
 after runs were recorded, while at the value that keeps the earlier behaviour: the method
 declares those (``HMTCMethod.ADDED_PARAMS``), the runner writes their names into the record
@@ -90,6 +92,8 @@ class RunRecord:
     peak_memory_mb: float | None = None
     training: dict | None = None
     decode_params: dict | None = None   # what a policy fitted on dev (thresholds, ...)
+    split_seed: int | None = None       # a resampled split's seed (None: the corpus's split)
+    corpus_hash: str | None = None      # the corpus whatever its split (resampled splits)
     versions: dict = field(default_factory=dict)
     git_commit: str = "unknown"
     started_at: str = ""
@@ -112,19 +116,26 @@ class RunRecord:
         return {k: canonical(v) for k, v in sorted(self.params.items()) if k not in left_out}
 
     def configuration(self) -> dict:
-        return {"method": self.method, "params": self.identity_params(),
-                "dataset_hash": self.dataset_hash, "hierarchy_hash": self.hierarchy_hash,
-                "decode": self.decode, "threshold": float(self.threshold)}
+        """What a leaderboard row pools. On a resampled split (``split_seed`` set) the data
+        is the corpus (``corpus_hash``) under resampled splits, not one split's hash."""
+        data = ({"dataset_hash": self.dataset_hash} if self.split_seed is None else
+                {"corpus_hash": self.corpus_hash, "split": "resampled"})
+        return {"method": self.method, "params": self.identity_params(), **data,
+                "hierarchy_hash": self.hierarchy_hash, "decode": self.decode,
+                "threshold": float(self.threshold)}
 
     @property
     def config_key(self) -> str:
-        """The same for runs that differ only in their seed (one leaderboard row)."""
+        """The same for runs that differ only in their seed (and split seed): one
+        leaderboard row."""
         return _digest(self.configuration())
 
     @property
     def cell_key(self) -> str:
-        """The same for runs of the same grid cell (configuration and seed)."""
-        return _digest([self.configuration(), int(self.seed)])
+        """The same for runs of the same grid cell (configuration, seed, split seed)."""
+        if self.split_seed is None:
+            return _digest([self.configuration(), int(self.seed)])
+        return _digest([self.configuration(), int(self.seed), int(self.split_seed)])
 
     @property
     def finished(self) -> bool:
@@ -145,6 +156,8 @@ class RunRecord:
         record = cls(**{k: v for k, v in data.items() if k in names})
         record.seed = int(record.seed)
         record.threshold = float(record.threshold)
+        if record.split_seed is not None:
+            record.split_seed = int(record.split_seed)
         return record
 
 

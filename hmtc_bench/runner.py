@@ -89,7 +89,8 @@ def _say(message: str, quiet: bool) -> None:
 def run(method: str, dataset: str | Dataset = "icd10cm", seed: int = 0,
         params: dict | None = None, decode_policy: str = DEFAULT_POLICY,
         threshold: float = DEFAULT_THRESHOLD, store: Store | None = None,
-        track: bool = True, quiet: bool = False, log_model: bool = False) -> RunRecord:
+        track: bool = True, quiet: bool = False, log_model: bool = False,
+        split_seed: int | None = None) -> RunRecord:
     """Run one method on one dataset with one seed; returns the run record.
 
     The record is logged to ``store`` (default: ``Store()``, the default store) unless
@@ -99,7 +100,7 @@ def run(method: str, dataset: str | Dataset = "icd10cm", seed: int = 0,
     re-raised.
     """
     return run_decodings(method, dataset, seed, params, [decode_policy], threshold,
-                         store, track, quiet, log_model=log_model)[0]
+                         store, track, quiet, log_model=log_model, split_seed=split_seed)[0]
 
 
 def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
@@ -107,7 +108,7 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
                   threshold: float = DEFAULT_THRESHOLD, store: Store | None = None,
                   track: bool = True, quiet: bool = False,
                   claim: bool = False, show_progress: bool | None = None,
-                  log_model: bool = False) -> list[RunRecord]:
+                  log_model: bool = False, split_seed: int | None = None) -> list[RunRecord]:
     """One fit and one prediction, decoded with each policy: one record per policy.
     ``method`` is a registered name or its ``MethodInfo`` (``inspect_method(name)``).
 
@@ -117,7 +118,10 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
     where). ``show_progress`` (default: not ``quiet``): the progress of the fit's long steps
     on stderr (``hmtc_bench.progress``). ``log_model``: each run also gets the fitted
     model (saved once, logged as the MLflow model ``model`` of each run with its decoding
-    as the default) before it is marked finished."""
+    as the default) before it is marked finished. ``split_seed``: the run is on the split
+    drawn with that seed (a dataset name is loaded so; a ``Dataset`` must have been), and
+    is recorded with it and the corpus hash, so that its leaderboard row pools every split
+    seed of the corpus; refused for a corpus whose split is fixed."""
     info = method if isinstance(method, MethodInfo) else inspect_method(method)
     if log_model and not track:
         raise ParameterError("log_model needs a store: the model is logged with its run")
@@ -130,11 +134,16 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
     if isinstance(dataset, str):
         _say(f"loading dataset {dataset} ...", quiet)
         start = time.perf_counter()
-        data = load_dataset(dataset)
+        data = load_dataset(dataset, seed=split_seed)
         _say(f"  {len(data.train)} train / {len(data.dev)} dev / {len(data.test)} test documents,"
              f" {len(data.hierarchy)} labels ({time.perf_counter() - start:.1f} s)", quiet)
     else:
         data = dataset
+    if split_seed is not None and data.split_seed is None:
+        raise ParameterError(f"{data.name}: its split is fixed ({data.info.get('split', '?')}); "
+                             "a split seed applies to corpora whose split is drawn")
+    if split_seed is not None and data.split_seed != split_seed:
+        raise ParameterError(f"{data.name}: split with seed {data.split_seed}, not {split_seed}")
     from hmtc_bench.evaluation.decoding import check_policy
     for policy in policies:        # a policy this hierarchy or split cannot take: before the fit
         check_policy(policy, data.hierarchy, has_dev=len(data.dev) > 0)
@@ -145,7 +154,8 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
         family=info.family, params=estimator.get_params(),
         identity_omits=estimator.omitted_params(),
         dataset_hash=data.content_hash, hierarchy_hash=data.hierarchy.content_hash,
-        dataset_split=data.info.get("split", ""),
+        dataset_split=data.info.get("split", ""), split_seed=split_seed,
+        corpus_hash=data.corpus_hash if split_seed is not None else None,
         versions=package_versions(), git_commit=git_commit(),
         started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     records = [RunRecord(**base, decode=policy) for policy in policies]

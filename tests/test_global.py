@@ -213,3 +213,19 @@ def test_dag_hierarchy():
         assert method.predict_proba(texts[:5]).shape == (5, len(h))
     assert sorted((h.labels[p], h.labels[c]) for p, c in label_edges(h)) == \
         [("a", "x"), ("b", "x"), ("x", "y")]
+
+
+@pytest.mark.parametrize("name", ["hiagm", "hmcn", "msml", "flat-bert"])
+def test_fits_and_predicts_under_bf16_autocast(name):
+    """precision="bf16" (the default on a GPU): every network runs in mixed dtypes (HiAGM's
+    message passing once added bf16 updates into a float32 tensor and failed)."""
+    import numpy as np
+
+    from hmtc_bench.methods import get_method
+    from hmtc_bench.testing import _small_data
+    data = _small_data()
+    cls = get_method(name)
+    method = cls(**{**cls.get_test_params(), "precision": "bf16", "epochs": 2})
+    method.fit(data.train.texts, data.train.Y, data.hierarchy, dev=(data.dev.texts, data.dev.Y))
+    proba = method.predict_proba(data.test.texts)
+    assert np.isfinite(proba).all() and proba.shape == (len(data.test), len(data.hierarchy))

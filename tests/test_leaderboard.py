@@ -55,3 +55,24 @@ def test_artifacts_go_beside_the_store(tmp_path, monkeypatch):
     store.log(record)
     assert list((tmp_path / "store" / "mlartifacts").rglob("record.json"))
     assert not (tmp_path / "elsewhere" / "mlartifacts").exists()
+
+
+def test_significance_marks_best_tied_worse_and_untested():
+    from hmtc_bench.leaderboard import leaderboard, mark_significance, render
+    from hmtc_bench.record import RunRecord
+
+    def rec(method, seed, micro, split=True):
+        return RunRecord(method, "toy", seed, "threshold", 0.5, {"C": 1.0}, f"h{seed}", "hh",
+                         status="finished", metrics={"micro_f1": micro, "macro_f1": micro},
+                         split_seed=seed if split else None, corpus_hash="corpus")
+    records = ([rec("a", s, v) for s, v in enumerate([0.80, 0.82, 0.81, 0.83])]
+               + [rec("b", s, v) for s, v in enumerate([0.79, 0.83, 0.80, 0.82])]   # tied
+               + [rec("c", s, v) for s, v in enumerate([0.70, 0.71, 0.69, 0.72])]   # worse
+               + [rec("d", s, v) for s, v in enumerate([0.60, 0.62])])              # 2 seeds
+    rows = mark_significance(leaderboard(records, ("micro_f1", "macro_f1")))
+    marks = {r["method"]: r["marks"]["micro_f1"] for r in rows}
+    assert marks == {"a": "best", "b": "tied", "c": "worse", "d": "untested"}
+    text = render(rows)
+    assert "toy (resampled splits)" in text and "**0.8150 ± 0.0129**" in text
+    assert "paired t-test" in text.splitlines()[-1]
+    assert "<b>0.8150 ± 0.0129</b>" in render(rows, "html")

@@ -140,6 +140,28 @@ class Dataset:
             digest.update(Y.indices.astype(np.int64).tobytes())
         return digest.hexdigest()[:16]
 
+    @property
+    def corpus_hash(self) -> str:
+        """SHA-256 (first 16 hex) over the hierarchy and every document (id, text, labels),
+        whatever split it is in: the same for every split seed of one corpus."""
+        digest = hashlib.sha256(b"corpus:" + self.hierarchy.content_hash.encode())
+        rows = []
+        for split in self.splits().values():
+            Y = sp.csr_matrix(split.Y)
+            for i, (doc_id, text) in enumerate(zip(split.ids, split.texts)):
+                rows.append((doc_id, text, Y.indices[Y.indptr[i]:Y.indptr[i + 1]]))
+        for doc_id, text, labels in sorted(rows, key=lambda r: (r[0], r[1])):
+            digest.update(doc_id.encode("utf-8", "replace") + b"\x00")
+            digest.update(text.encode("utf-8", "replace") + b"\x01")
+            digest.update(np.sort(labels).astype(np.int64).tobytes() + b"\x02")
+        return digest.hexdigest()[:16]
+
+    @property
+    def split_seed(self) -> int | None:
+        """The seed its split was drawn with, or None for a fixed (official) split."""
+        seed = self.info.get("split_seed")
+        return None if seed is None else int(seed)
+
     def card(self) -> dict:
         """Statistics and provenance: counts per level, labels per document, multi-path share."""
         h = self.hierarchy

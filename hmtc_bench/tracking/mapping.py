@@ -58,6 +58,8 @@ def start_tags(record: RunRecord) -> dict[str, str]:
             "host": socket.gethostname(), "pid": str(os.getpid()),
             "heartbeat": str(int(time.time()))}
     tags.update({f"version.{k}": v for k, v in record.versions.items()})
+    if record.split_seed is not None:
+        tags.update(split_seed=str(record.split_seed), corpus_hash=record.corpus_hash or "")
     return tags
 
 
@@ -118,6 +120,8 @@ def record_of(run) -> RunRecord:
         metrics=metrics,
         training=_training_of(tags),
         decode_params=json.loads(tags["decode_params"]) if "decode_params" in tags else None,
+        split_seed=int(tags["split_seed"]) if tags.get("split_seed") else None,
+        corpus_hash=tags.get("corpus_hash") or None,
         versions={k[len("version."):]: v for k, v in tags.items() if k.startswith("version.")},
         git_commit=tags.get("git_commit", "unknown"),
         started_at=tags.get("started_at") or _iso(run.info.start_time),

@@ -52,8 +52,9 @@ class HierarchyGCN(nn.Module):
         source = v[:, src]                                                    # (B, E, d)
         gate = torch.sigmoid(source @ self.gate[direction] + self.gate_bias[direction, dst])
         u = source * weight.view(1, -1, 1) + self.bias[direction, dst]
-        out = torch.zeros_like(v)
-        return out.index_add(1, dst, gate.unsqueeze(-1) * u)
+        update = gate.unsqueeze(-1) * u      # under autocast its dtype may differ from v's
+        return torch.zeros_like(update[:, :1]).expand(-1, v.shape[1], -1).contiguous() \
+            .index_add(1, dst, update)
 
     def forward(self, v) -> torch.Tensor:
         message = torch.sigmoid(v @ self.gate[2] + self.gate_bias[2]).unsqueeze(-1) \
