@@ -419,6 +419,11 @@ def report(
         help="Only this dataset: its name, its folder or its data hash.")] = None,
     ui_url: Annotated[str, typer.Option(help="Base URL of `hmtc-bench ui` for run links.")]
         = "http://127.0.0.1:5000",
+    significance: Annotated[bool, typer.Option(
+        "--significance", help="Mark significance in the leaderboards, rank the methods "
+                               "across datasets (Friedman, Nemenyi) and write the "
+                               "critical-difference diagram beside the report (PNG).")]
+        = False,
     tracking_uri: TrackingUri = None,
     records_from: RecordFiles = None,
 ):
@@ -436,9 +441,18 @@ def report(
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(build_report(records, ui_url), encoding="utf-8")
+    tmp.write_text(build_report(records, ui_url, significance), encoding="utf-8")
     tmp.replace(path)
     typer.echo(f"wrote {path}")
+    if significance:
+        from hmtc_bench.leaderboard import leaderboard as board
+        from hmtc_bench.plots import save_png
+        from hmtc_bench.report import ranks_section
+        _, figure = ranks_section(board([r for r in records if r.finished], ("micro_f1",)))
+        if figure is not None:
+            png = path.with_name(path.stem + "_cd.png")
+            save_png(figure, png)
+            typer.echo(f"wrote {png}")
 
 
 @data_app.command("info")

@@ -83,6 +83,46 @@ def speed_figure(points: list[tuple[str, float, float]], colours: dict | None = 
     return fig
 
 
+def cd_figure(names: list[str], ranks: list[float], cd: float, title: str = ""):
+    """A critical-difference diagram (Demšar 2006): methods on an axis of average ranks
+    (1 = best, on the left), the critical difference as a bar, and a thick line under each
+    group of methods whose ranks differ by less than it (not significantly different)."""
+    plt = _pyplot()
+    k = len(names)
+    order = sorted(range(k), key=lambda i: ranks[i])
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH, 7.0), 1.2 + 0.28 * k))
+    ax.set_xlim(0.5, k + 0.5)
+    ax.set_ylim(-(k + 1), 2.2)
+    ax.axhline(0, color="black", linewidth=1)
+    for r in range(1, k + 1):
+        ax.plot([r, r], [0, 0.15], color="black", linewidth=1)
+        ax.text(r, 0.3, str(r), ha="center", fontsize=8)
+    ax.plot([1, 1 + cd], [1.4, 1.4], color="black", linewidth=2)
+    ax.text(1 + cd / 2, 1.6, f"CD = {cd:.2f}", ha="center", fontsize=8)
+    for row, i in enumerate(order):
+        y = -(row + 1) * 0.8
+        ax.plot([ranks[i], ranks[i]], [0, y], color="grey", linewidth=0.8)
+        left = row < (k + 1) // 2
+        x_text = 0.55 if left else k + 0.45
+        ax.plot([ranks[i], x_text], [y, y], color="grey", linewidth=0.8)
+        ax.text(x_text, y, f" {names[i]} ({ranks[i]:.2f}) ", va="center", fontsize=8,
+                ha="left" if left else "right")
+    cliques, level = [], 0
+    for a in range(k):
+        b = max(j for j in range(a, k) if ranks[order[j]] - ranks[order[a]] < cd)
+        if b > a and not any(a >= s and b <= e for s, e in cliques):
+            cliques.append((a, b))
+    for s, e in cliques:
+        level += 1
+        ax.plot([ranks[order[s]] - 0.03, ranks[order[e]] + 0.03], [-0.25 * level] * 2,
+                color="black", linewidth=3)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def _pair(value) -> tuple[float, float]:
     return tuple(value) if isinstance(value, (tuple, list)) else (float(value), 0.0)
 

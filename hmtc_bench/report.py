@@ -38,11 +38,54 @@ def _speed_figure(rows: list[dict], palette: dict):
                         marked={_label(r) for r in rows if r["decode"] != "threshold"})
 
 
-def build_report(records: list[RunRecord], ui_url: str = "http://127.0.0.1:5000") -> str:
+def rank_table(rows: list[dict], metric: str = "micro_f1"):
+    """(datasets, methods, table): for every dataset and every method run on all of them,
+    the mean ``metric`` of the method's best row there (best on test: optimistic for
+    methods with many configurations)."""
+    best: dict = defaultdict(dict)
+    for row in rows:
+        if metric in row:
+            key = (row["dataset"], row["dataset_hash"])
+            best[key][row["method"]] = max(best[key].get(row["method"], -1.0), row[metric][0])
+    datasets = sorted(best)
+    methods = sorted(set.intersection(*(set(m) for m in best.values()))) if best else []
+    return datasets, methods, [[best[d][m] for m in methods] for d in datasets]
+
+
+def ranks_section(rows: list[dict], metric: str = "micro_f1"):
+    """HTML on the methods' average ranks across datasets (Friedman test, Nemenyi CD) and
+    its critical-difference figure, or (None, None) with fewer than 2 datasets or 2
+    methods in common."""
+    from hmtc_bench.evaluation.significance import friedman
+    from hmtc_bench.plots import cd_figure
+    datasets, methods, table = rank_table(rows, metric)
+    if len(datasets) < 2 or len(methods) < 2:
+        return None, None
+    result = friedman(table)
+    figure = cd_figure(methods, result["ranks"], result["cd"],
+                       f"average ranks by {metric} over {len(datasets)} datasets")
+    p = result["p_value"]
+    test = ("Friedman test: chi2 = {:.2f}, p = {:.3g}".format(result["statistic"], p)
+            if p is not None else "the Friedman test needs 3 methods or more")
+    html = (f"<h2>Across datasets ({escape(metric)})</h2><p>Average ranks (1 = best) of the "
+            f"{len(methods)} methods run on all {len(datasets)} datasets, each by its best row "
+            f"per dataset; {test}; Nemenyi critical difference at alpha 0.05: "
+            f"{result['cd']:.2f} (Demšar 2006): methods joined by a bar do not differ "
+            "significantly.</p>")
+    return html, figure
+
+
+def build_report(records: list[RunRecord], ui_url: str = "http://127.0.0.1:5000",
+                 significance: bool = False) -> str:
+    """The report; ``significance``: the leaderboards mark the best rows and those not
+    significantly worse, and a section ranks the methods across datasets."""
     levels = levels_of({k for r in records for k in r.metrics})
     columns = ("micro_f1", "macro_f1", "hier_f1", "macro_f1_tail", "inconsistency_ratio",
                *[f"macro_f1_level_{k}" for k in levels])
     rows = leaderboard(records, columns)
+    if significance:
+        from hmtc_bench.leaderboard import mark_significance
+        mark_significance(rows)
     by_dataset = defaultdict(list)
     for row in rows:
         by_dataset[row["dataset"]].append(row)
@@ -76,5 +119,10 @@ def build_report(records: list[RunRecord], ui_url: str = "http://127.0.0.1:5000"
             links.append(f"<li>{escape(row['method'])} ({escape(row['decode'])}): {runs}</li>")
         parts.append("<details><summary>MLflow runs (start <code>hmtc-bench ui</code>)"
                      f"</summary><ul>{''.join(links)}</ul></details>")
+    if significance:
+        html, figure = ranks_section(rows)
+        if html:
+            parts += [html, f"<img alt='critical-difference diagram' "
+                            f"src='{png_data_uri(figure)}'>"]
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -44,3 +44,30 @@ def test_report_renders_in_a_headless_browser(tmp_path):
     with Image.open(shot) as image:
         assert image.size == (1280, 900)
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 50  # not a blank page
+
+
+def test_report_with_significance_ranks_methods_across_datasets(tmp_path):
+    from typer.testing import CliRunner
+
+    from hmtc_bench.cli import app
+    from hmtc_bench.record import RunRecord, dump_records
+    from hmtc_bench.report import rank_table
+    records = []
+    for d, dataset in enumerate(["d1", "d2", "d3"]):
+        for m, method in enumerate(["good", "fair", "poor"]):
+            for seed in range(3):
+                records.append(RunRecord(method, dataset, seed, "threshold", 0.5, {}, f"h{d}",
+                                         "hh", status="finished", started_at="2026-01-01",
+                                         metrics={"micro_f1": 0.9 - 0.1 * m + 0.01 * seed,
+                                                  "macro_f1": 0.5}))
+    dump_records(records, tmp_path / "runs.jsonl")
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", "--records", str(tmp_path / "runs.jsonl"),
+                                      "--output", str(out), "--significance"])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "Across datasets" in page and "critical-difference" in page and "<b>" in page
+    assert (tmp_path / "report_cd.png").stat().st_size > 1000
+    datasets, methods, table = rank_table(
+        __import__("hmtc_bench.leaderboard", fromlist=["x"]).leaderboard(records))
+    assert methods == ["fair", "good", "poor"] and len(datasets) == 3
