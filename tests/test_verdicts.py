@@ -64,7 +64,7 @@ def _folder(tmp_path):
     h = corpus.hierarchy
     folder = tmp_path / "toy"
     folder.mkdir()
-    lines = [f"Root\t" + "\t".join(h.children(h.root))]
+    lines = ["Root\t" + "\t".join(h.children(h.root))]
     lines += [f"{p}\t" + "\t".join(h.children(p)) for p in h.labels if h.children(p)]
     (folder / "toy.taxonomy").write_text("\n".join(lines) + "\n")
     with open(folder / "toy_train.json", "w") as out:
