@@ -247,6 +247,7 @@ def train(
         info.build(params, seed)  # unknown method or parameter: fail before loading data
         check_decoding(decode, threshold)
         data = load_dataset(dataset, strict=strict, dag=dag)
+        check_decoding(decode, threshold, 0, data.hierarchy)
         import shutil
         import tempfile
         with tempfile.TemporaryDirectory(prefix="hmtc-bench-train-") as tmp:
@@ -308,7 +309,7 @@ def predict(
             decode = decode or saved_decode
             threshold = saved_threshold if threshold is None else threshold
             method = load_model(folder)
-        check_decoding(decode, threshold, top_k, len(method.hierarchy_))
+        check_decoding(decode, threshold, top_k, method.hierarchy_)
         if text is not None:
             if not text.strip():
                 raise InputError("--text: empty text")

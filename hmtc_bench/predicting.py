@@ -37,8 +37,8 @@ import numpy as np
 
 from hmtc_bench import progress
 from hmtc_bench.errors import HMTCError, ParameterError
-from hmtc_bench.evaluation.decoding import (DEFAULT_POLICY, DEFAULT_THRESHOLD, FITTED, decode,
-                                            parse_policy)
+from hmtc_bench.evaluation.decoding import (DEFAULT_POLICY, DEFAULT_THRESHOLD, FITTED,
+                                            check_policy, decode, parse_policy)
 
 BATCH_SIZE = 256       # texts predicted together
 LONG_INPUT = 1 << 20   # bytes: inputs larger than this show their progress
@@ -125,9 +125,12 @@ def _csv_rows(stream, where: str):
 
 # ---------------------------------------------------------------------- prediction
 def check_decoding(policy: str, threshold: float, top_k: int = 0,
-                   n_labels: int | None = None) -> None:
-    """Refuse, before any text is read, a decoding the model (of ``n_labels`` labels, when
-    known) cannot do, in one line naming the option."""
+                   hierarchy=None) -> None:
+    """Refuse, before any text is read, a decoding the model (of this ``hierarchy``, when
+    known) cannot do, in one line naming the option: an unknown policy, one fitted on dev,
+    one the hierarchy cannot take (``mandatory-leaf`` on a DAG), a threshold outside [0, 1],
+    a ``top_k`` beyond the labels."""
+    n_labels = None if hierarchy is None else len(hierarchy)
     try:
         name, _ = parse_policy(policy)
     except ParameterError as err:
@@ -135,6 +138,11 @@ def check_decoding(policy: str, threshold: float, top_k: int = 0,
     if name in FITTED:
         raise ParameterError(f"--decode {policy!r}: fitted on a dev split, which a saved "
                              "model does not carry; use a fixed policy")
+    if hierarchy is not None:
+        try:
+            check_policy(policy, hierarchy)
+        except ParameterError as err:
+            raise ParameterError(f"--decode: {err} (the model's hierarchy)") from None
     if not 0.0 <= threshold <= 1.0:
         raise ParameterError(f"--threshold {threshold}: must be between 0 and 1")
     if top_k < 0 or (n_labels is not None and top_k > n_labels):
@@ -181,7 +189,7 @@ def predict_rows(method, rows: Iterable[tuple[object, str]], policy: str = DEFAU
                  threshold: float = DEFAULT_THRESHOLD, top_k: int = 0,
                  batch_size: int = BATCH_SIZE) -> Iterator[dict]:
     """The output objects of (id, text) ``rows``, predicted ``batch_size`` at a time."""
-    check_decoding(policy, threshold, top_k, len(method.hierarchy_))
+    check_decoding(policy, threshold, top_k, method.hierarchy_)
     batch: list = []
     for row in rows:
         batch.append(row)
@@ -229,7 +237,7 @@ def predict_file(method, input_path: str, output_path: str | None, policy: str,
                  stdin=None) -> int:
     """Predict every text of ``input_path`` into JSON lines at ``output_path``; returns
     the number of texts. Memory stays bounded by ``batch_size`` whatever the input size."""
-    check_decoding(policy, threshold, top_k, len(method.hierarchy_))
+    check_decoding(policy, threshold, top_k, method.hierarchy_)
     long = input_path != "-" and Path(input_path).stat().st_size >= LONG_INPUT
     count = 0
     with atomic_output(output_path) as out, progress.Progress(

@@ -294,3 +294,18 @@ def test_register_refuses_what_is_not_a_model(store):
     result = invoke("register", "runs:/0123456789abcdef/model", "--name", "x",
                     "--tracking-uri", store)
     assert result.exit_code == 1 and "cannot be fetched" in result.output
+
+
+def test_predict_refuses_a_decoding_the_models_hierarchy_cannot_take(data, tmp_path):
+    from hmtc_bench.hierarchy import LabelHierarchy
+    h = data.hierarchy
+    dag = LabelHierarchy.from_edges([*h.to_edges(), (h.labels[0], h.leaves[-1])])
+    with progress.quiet():
+        model = make_method("flat-svm", {"max_features": 2000}).fit(
+            data.train.texts, data.train.Y, dag)
+    folder = model.save(tmp_path / "dag-model")
+    for decode_option, message in [("mandatory-leaf", "needs a tree"),
+                                   ("tuned", "fitted on a dev split")]:
+        result = invoke("predict", "--model", folder, "--text", "some text", "--decode",
+                        decode_option)
+        assert result.exit_code == 1 and message in result.output, result.output

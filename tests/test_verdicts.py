@@ -131,3 +131,15 @@ def test_grid_refuses_a_bad_split_seed(tmp_path):
     grid_file.write_text("datasets: [synthetic]\nsplit_seed: sometimes\nmethods: [flat-svm]\n")
     with pytest.raises(DataError, match="split_seed"):
         load_grid(grid_file)
+
+
+def test_a_registered_datasets_split_is_never_resampled(tmp_path):
+    from typer.testing import CliRunner
+
+    from hmtc_bench.cli import app
+    from hmtc_bench.data import load_dataset
+    assert load_dataset("synthetic").split_seed is None
+    result = CliRunner().invoke(app, ["run", "--method", "flat-svm", "--dataset", "synthetic",
+                                      "--split-seed", "same", "--seed", "1",
+                                      "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])
+    assert result.exit_code == 1 and "its split is fixed" in result.output, result.output

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hmtc_bench.errors import ParameterError
+
 from hmtc_bench.data.dataset import (DataError, Dataset, DuplicateIdWarning, RepairWarning, Split,
                                      UnseenLabelWarning, build_split)
 from hmtc_bench.data.toolkit import DEFAULT_SEED, DecodeWarning
@@ -39,7 +41,15 @@ def load_dataset(name_or_path: str = DEFAULT_DATASET, *, strict: bool = False,
     """
     registered = list_datasets()
     if name_or_path in registered:
-        return registered[name_or_path].load()()
+        data = registered[name_or_path].load()()
+        # a registered loader's seed may draw the documents too (ICD-10-CM samples its
+        # codes): its split is the dataset's own, never resampled
+        data.info["split_resampleable"] = False
+        if seed is not None:
+            raise ParameterError(f"dataset {name_or_path}: its split is fixed "
+                                 f"({data.info.get('split', '?')}); a split seed applies to "
+                                 "dataset folders whose split is drawn")
+        return data
     path = Path(name_or_path)
     if path.exists():
         from hmtc_bench.data.formats import read_folder

@@ -158,7 +158,10 @@ class Dataset:
 
     @property
     def split_seed(self) -> int | None:
-        """The seed its split was drawn with, or None for a fixed (official) split."""
+        """The seed its split was drawn with, or None for a fixed (official) split or one
+        that cannot be drawn again (``info["split_resampleable"]`` false)."""
+        if not self.info.get("split_resampleable", True):
+            return None
         seed = self.info.get("split_seed")
         return None if seed is None else int(seed)
 
