@@ -69,7 +69,7 @@ def read_inputs(path: str, stream=None) -> Iterator[tuple[object, str]]:
 
 def _decoded(raw: bytes, where: str, number: int) -> str:
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig" if number == 1 else "utf-8")   # a BOM is not text
     except UnicodeDecodeError as err:
         raise InputError(f"{where}, line {number}: not UTF-8 (byte 0x{raw[err.start]:02x} at "
                          f"column {err.start + 1})") from None
