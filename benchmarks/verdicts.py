@@ -1,0 +1,125 @@
+"""What the verdicts rest on: decoding policies, resampled splits and significance, from the
+records of ``baselines/verdicts.yaml``.
+
+    hmtc-bench bench baselines/verdicts.yaml --tracking-uri sqlite:///results/verdicts.db
+    hmtc-bench export results/runs-verdicts --tracking-uri sqlite:///results/verdicts.db
+    python benchmarks/verdicts.py [--records results/runs-verdicts] [--out results/verdicts.md]
+
+Per dataset: micro- and macro-F1 of every method under every policy (mean ± std over the
+seeds, with resampled splits where the corpus's split is drawn), the method ranking under
+``threshold`` beside the one under ``tuned``, and for each policy the paired t-test over
+seeds of the best method against each other one. Across datasets: average ranks, the
+Friedman test and the Nemenyi critical difference, per policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ("micro_f1", "macro_f1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", default=str(ROOT / "results" / "runs-verdicts"))
+    parser.add_argument("--out", default=str(ROOT / "results" / "verdicts.md"))
+    args = parser.parse_args()
+    from hmtc_bench.record import load_records_file
+    records = [r for r in load_records_file(args.records) if r.finished]
+    Path(args.out).write_text(render(records, args.records), encoding="utf-8")
+    print(f"wrote {args.out} ({len(records)} records)")
+
+
+def _table(records):
+    """{dataset: {policy: {method: {(seed, split): metrics}}}}"""
+    table: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    for r in records:
+        table[r.dataset][r.decode][r.method][(r.seed, r.split_seed)] = r.metrics
+    return table
+
+
+def _mean_std(values):
+    from statistics import mean, stdev
+    return mean(values), (stdev(values) if len(values) > 1 else 0.0)
+
+
+def render(records, source: str) -> str:
+    from hmtc_bench.evaluation.significance import friedman, paired_seed_test
+    table = _table(records)
+    policies = sorted({r.decode for r in records})
+    out = ["# Verdicts: decoding policies, resampled splits, significance", "",
+           f"From {len(records)} finished records ({source}); commands in "
+           "`benchmarks/verdicts.py`. Splits: resampled with split seed = seed where the corpus's "
+           "split is drawn, the corpus's own otherwise (the dataset column says which). "
+           "Significance: two-sided paired t-test over the seeds (and split seeds), "
+           "p < 0.05.", ""]
+    ranks_by_policy: dict = {}
+    for dataset in sorted(table):
+        by_policy = table[dataset]
+        resampled = any(r.split_seed is not None for r in records if r.dataset == dataset)
+        out += [f"## {dataset} ({'resampled splits' if resampled else 'fixed split'})", ""]
+        methods = sorted({m for p in by_policy.values() for m in p})
+        for metric in METRICS:
+            out += [f"### {metric}", "",
+                    "| method | " + " | ".join(policies) + " |",
+                    "|---|" + "---|" * len(policies)]
+            for method in methods:
+                cells = []
+                for policy in policies:
+                    runs = by_policy.get(policy, {}).get(method, {})
+                    values = [m[metric] for m in runs.values()]
+                    cells.append(f"{_mean_std(values)[0]:.4f} ± {_mean_std(values)[1]:.4f} "
+                                 f"({len(values)})" if values else "")
+                out.append(f"| {method} | " + " | ".join(cells) + " |")
+            out.append("")
+        for policy in policies:
+            runs = by_policy.get(policy, {})
+            means = {m: _mean_std([x["micro_f1"] for x in v.values()])[0]
+                     for m, v in runs.items() if v}
+            ranks_by_policy.setdefault(policy, {})[dataset] = means
+        for policy in [p for p in ("threshold", "tuned") if p in by_policy]:
+            runs = by_policy[policy]
+            means = ranks_by_policy[policy][dataset]
+            order = sorted(means, key=lambda m: -means[m])
+            best = order[0]
+            parts = []
+            for method in order[1:]:
+                seeds = sorted(set(runs[best]) & set(runs[method]), key=str)
+                a = [runs[best][s]["micro_f1"] for s in seeds]
+                b = [runs[method][s]["micro_f1"] for s in seeds]
+                test = paired_seed_test(a, b) if len(seeds) >= 2 else {"p_value": None}
+                p = test["p_value"]
+                verdict = ("not tested" if p is None else
+                           f"p = {p:.3g}, {'significant' if p < 0.05 else 'not significant'}")
+                parts.append(f"{method} {means[best] - means[method]:+.4f} ({verdict})")
+            out += [f"- **{policy}**, micro-F1 ranking: {' > '.join(order)}; {best} against "
+                    f"the others: " + "; ".join(parts), ""]
+        if "threshold" in by_policy and "tuned" in by_policy:
+            a = ranks_by_policy["threshold"][dataset]
+            b = ranks_by_policy["tuned"][dataset]
+            order_a = sorted(a, key=lambda m: -a[m])
+            order_b = sorted(b, key=lambda m: -b[m])
+            moved = "the same order" if order_a == order_b else "the order moves"
+            out += [f"- threshold vs tuned: {moved}; gain from tuning: " + ", ".join(
+                f"{m} {b[m] - a[m]:+.4f}" for m in order_a if m in b), ""]
+    out += ["## Across datasets (average rank by micro-F1, 1 = best)", ""]
+    for policy, per_dataset in sorted(ranks_by_policy.items()):
+        methods = sorted(set.intersection(*(set(v) for v in per_dataset.values())))
+        datasets = sorted(per_dataset)
+        if len(methods) < 2 or len(datasets) < 2:
+            continue
+        result = friedman([[per_dataset[d][m] for m in methods] for d in datasets])
+        ranks = ", ".join(f"{m} {r:.2f}" for m, r in sorted(zip(methods, result["ranks"]),
+                                                              key=lambda x: x[1]))
+        p = result["p_value"]
+        out.append(f"- **{policy}** ({len(datasets)} datasets, {len(methods)} methods): {ranks};"
+                   f" Friedman p = {p:.3g}; Nemenyi CD = {result['cd']:.2f}"
+                   if p is not None else f"- **{policy}**: {ranks}")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    main()
