@@ -3,7 +3,7 @@ records of ``baselines/verdicts.yaml``.
 
     hmtc-bench bench baselines/verdicts.yaml --tracking-uri sqlite:///results/verdicts.db
     hmtc-bench export results/runs-verdicts --tracking-uri sqlite:///results/verdicts.db
-    python benchmarks/verdicts.py [--records results/runs-verdicts] [--out results/verdicts.md]
+    python benchmarks/verdicts.py [--records DIR] [--out results/verdicts_tables.md]
 
 Per dataset: micro- and macro-F1 of every method under every policy (mean ± std over the
 seeds, with resampled splits where the corpus's split is drawn), the method ranking under
@@ -25,11 +25,13 @@ METRICS = ("micro_f1", "macro_f1")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", default=str(ROOT / "results" / "runs-verdicts"))
-    parser.add_argument("--out", default=str(ROOT / "results" / "verdicts.md"))
+    parser.add_argument("--out", default=str(ROOT / "results" / "verdicts_tables.md"))
     args = parser.parse_args()
     from hmtc_bench.record import load_records_file
     records = [r for r in load_records_file(args.records) if r.finished]
-    Path(args.out).write_text(render(records, args.records), encoding="utf-8")
+    source = Path(args.records).resolve()
+    shown = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
+    Path(args.out).write_text(render(records, str(shown)), encoding="utf-8")
     print(f"wrote {args.out} ({len(records)} records)")
 
 
@@ -50,7 +52,7 @@ def render(records, source: str) -> str:
     from hmtc_bench.evaluation.significance import friedman, paired_seed_test
     table = _table(records)
     policies = sorted({r.decode for r in records})
-    out = ["# Verdicts: decoding policies, resampled splits, significance", "",
+    out = ["# Verdicts: the tables (generated; the reading is in verdicts.md)", "",
            f"From {len(records)} finished records ({source}); commands in "
            "`benchmarks/verdicts.py`. Splits: resampled with split seed = seed where the corpus's "
            "split is drawn, the corpus's own otherwise (the dataset column says which). "
@@ -90,10 +92,15 @@ def render(records, source: str) -> str:
                 seeds = sorted(set(runs[best]) & set(runs[method]), key=str)
                 a = [runs[best][s]["micro_f1"] for s in seeds]
                 b = [runs[method][s]["micro_f1"] for s in seeds]
-                test = paired_seed_test(a, b) if len(seeds) >= 2 else {"p_value": None}
-                p = test["p_value"]
-                verdict = ("not tested" if p is None else
-                           f"p = {p:.3g}, {'significant' if p < 0.05 else 'not significant'}")
+                diffs = [x - y for x, y in zip(a, b)]
+                if len(seeds) >= 1 and max(abs(d) for d in diffs) < 1e-12:
+                    verdict = "identical on every seed"
+                elif len(seeds) < 3 or max(diffs) - min(diffs) < 1e-12:
+                    verdict = ("untested: the same difference on every seed (a fixed split "
+                               "and deterministic fits)" if len(seeds) >= 3 else "untested")
+                else:
+                    p = paired_seed_test(a, b)["p_value"]
+                    verdict = f"p = {p:.3g}, {'significant' if p < 0.05 else 'not significant'}"
                 parts.append(f"{method} {means[best] - means[method]:+.4f} ({verdict})")
             out += [f"- **{policy}**, micro-F1 ranking: {' > '.join(order)}; {best} against "
                     f"the others: " + "; ".join(parts), ""]

@@ -97,6 +97,9 @@ def mark_significance(rows: list[dict], metrics=SIGNIFICANCE_METRICS,
                 a = [best["per_seed"][metric][s] for s in seeds]
                 b = [row["per_seed"][metric][s] for s in seeds]
                 diffs = [x - y for x, y in zip(a, b)]
+                if len(seeds) >= 3 and max(abs(d) for d in diffs) < 1e-12:
+                    marks[metric] = "tied"         # the same value on every seed
+                    continue
                 if len(seeds) < 3 or max(diffs) - min(diffs) < 1e-12:
                     marks[metric] = "untested"
                     continue
@@ -108,9 +111,9 @@ def mark_significance(rows: list[dict], metrics=SIGNIFICANCE_METRICS,
 SIGNIFICANCE_NOTE = (
     "**Bold**: per dataset and metric (micro- and macro-F1), the best row and every row not "
     "significantly worse (two-sided paired t-test of the per-seed values over the seeds and "
-    "split seeds both rows have, p >= 0.05). Rows with fewer than 3 matched seeds, or whose "
-    "per-seed differences from the best have no spread (a fixed split and deterministic "
-    "fits), are not tested and not bold.")
+    "split seeds both rows have, p >= 0.05; equal on every seed counts as not worse). Rows "
+    "with fewer than 3 matched seeds, or whose per-seed differences from the best are one "
+    "nonzero constant (a fixed split and deterministic fits), are not tested and not bold.")
 
 
 def _stats(runs: list[RunRecord], column: str) -> tuple[float, float] | None:

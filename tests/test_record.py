@@ -181,3 +181,18 @@ def test_run_records_the_training_history(tmp_path, capsys):
                                                                        "training.train_loss")
     assert sorted((m.step, m.value) for m in curve) == [(r["epoch"], r["train_loss"])
                                                         for r in history]
+
+
+def test_committed_verdicts_regenerate_their_leaderboard_and_analysis(tmp_path):
+    """results/runs-verdicts (the grid baselines/verdicts.yaml) give back, byte for byte,
+    results/leaderboard_verdicts.md (with significance marks) and results/verdicts_tables.md."""
+    runs = ROOT / "results" / "runs-verdicts"
+    if not runs.is_dir():
+        pytest.skip("no committed verdicts records")
+    result = CliRunner().invoke(app, ["leaderboard", "--records", str(runs), "--significance"])
+    assert result.exit_code == 0, result.output
+    assert result.output == (ROOT / "results" / "leaderboard_verdicts.md").read_text("utf-8")
+    out = tmp_path / "verdicts_tables.md"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "verdicts.py"), "--records",
+                    str(runs), "--out", str(out)], check=True, capture_output=True)
+    assert out.read_text("utf-8") == (ROOT / "results" / "verdicts_tables.md").read_text("utf-8")
