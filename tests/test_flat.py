@@ -118,7 +118,7 @@ def test_flat_parallel_equals_sequential(small):
 def test_exclusive_tasks_of_a_group_fit_as_one_bundle_with_the_same_result():
     """Siblings whose positives exclude each other are solved by one one-vs-rest call:
     the same binary problems, so the same classifiers up to the solver's tolerance."""
-    from hmtc_bench.methods.classical import features
+    from hmtc_bench.methods.classical import banks
     rng = np.random.default_rng(2)
     X = sp.random(400, 60, density=0.15, format="csr", random_state=2)
     cls = np.argmax(X[:, :4].toarray() + rng.normal(0, 0.01, (400, 4)), axis=1)
@@ -129,7 +129,7 @@ def test_exclusive_tasks_of_a_group_fit_as_one_bundle_with_the_same_result():
             Task(rows, (cls >= 2).astype(np.int8), group="pair")]   # complements
     spec = ESTIMATORS["svm"]
     params = spec.resolve({"tol": 1e-8, "max_iter": 100_000})
-    assert features._bundles(tasks + pair, list(range(6)), spec, params) == [[0, 1, 2, 3],
+    assert banks._bundles(tasks + pair, list(range(6)), spec, params) == [[0, 1, 2, 3],
                                                                             [4, 5]]
     bundled = fit_bank(X, tasks + pair, "svm", {"tol": 1e-8, "max_iter": 100_000})
     single = fit_bank(X, [Task(t.rows, t.y) for t in tasks + pair], "svm",
@@ -139,11 +139,11 @@ def test_exclusive_tasks_of_a_group_fit_as_one_bundle_with_the_same_result():
     # overlapping positives, class weights or another estimator: one job per task
     overlap = [Task(rows, (cls <= 1).astype(np.int8), group="g"),
                Task(rows, (cls >= 1).astype(np.int8), group="g")]
-    assert features._bundles(overlap, [0, 1], spec, params) == [[0], [1]]
+    assert banks._bundles(overlap, [0, 1], spec, params) == [[0], [1]]
     balanced = spec.resolve({"class_weight": "balanced"})
-    assert features._bundles(tasks, [0, 1, 2, 3], spec, balanced) == [[0], [1], [2], [3]]
+    assert banks._bundles(tasks, [0, 1, 2, 3], spec, balanced) == [[0], [1], [2], [3]]
     logreg = ESTIMATORS["logreg"]
-    assert features._bundles(tasks, [0, 1, 2, 3], logreg, logreg.resolve(None)) == \
+    assert banks._bundles(tasks, [0, 1, 2, 3], logreg, logreg.resolve(None)) == \
         [[0], [1], [2], [3]]
 
 

@@ -153,8 +153,8 @@ def test_a_long_lightgbm_bank_says_how_long_after_its_first_model(synthetic, mon
                                                                   capsys):
     pytest.importorskip("lightgbm")
     from hmtc_bench.methods import make_method
-    from hmtc_bench.methods.classical import features
-    monkeypatch.setattr(features, "LONG_BANK", 0.0)   # every bank counts as long here
+    from hmtc_bench.methods.classical import banks
+    monkeypatch.setattr(banks, "LONG_BANK", 0.0)   # every bank counts as long here
     model = make_method("flat-lightgbm", {"n_estimators": 5, "max_features": 500})
     model.fit(synthetic.train.texts[:200], synthetic.train.Y[:200], synthetic.hierarchy)
     err = capsys.readouterr().err
