@@ -175,7 +175,7 @@ class TfidfMethod(HMTCMethod):
 
     def transform(self, texts) -> sp.csr_matrix:
         """The TF-IDF features of ``texts``: the fitted vectorizer's, computed by
-        ``WordCounts`` (the same matrix, bit for bit, about twice as fast) where it
+        ``WordCounts`` (the same matrix, bit for bit, faster) where it
         applies."""
         fast = vars(self).get("_word_counts_")
         if fast is None or fast.vectorizer is not self.vectorizer_:
