@@ -267,15 +267,47 @@ def bench(
         "--dry-run", help="List the cells still to run, run none.")] = False,
     strict: Strict = False,
     dag: Dag = False,
+    executor: Annotated[str, typer.Option(
+        help="Where the cells run: serial (one after another here), processes (worker "
+             "processes on this machine) or ray (a Ray cluster).")] = "serial",
+    workers: Annotated[Optional[int], typer.Option(
+        help="processes: how many workers (default: the cores); ray without --ray-address: "
+             "the CPUs of the local Ray instance.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="ray: the cluster (auto, host:port, ray://host:10001); default: start a local "
+             "Ray instance.")] = None,
+    results: Annotated[str, typer.Option(
+        help="driver: workers send records back and this process writes them (any store); "
+             "worker: workers write to the store themselves (an `mlflow server` every node "
+             "reaches).")] = "driver",
+    data: Annotated[str, typer.Option(
+        help="ray: datasets reach workers through the object store (object-store) or are "
+             "read from their folder on a shared file system (path).")] = "object-store",
+    max_retries: Annotated[int, typer.Option(
+        help="Retries of a cell whose worker was lost.")] = 2,
+    cell_timeout: Annotated[Optional[float], typer.Option(
+        help="Seconds after which a running cell is stopped and recorded failed.")] = None,
+    gpus_per_cell: Annotated[float, typer.Option(
+        help="ray: the GPU share a neural cell asks for when the cluster has GPUs.")] = 1.0,
+    log_model: Annotated[bool, typer.Option(
+        "--log-model", help="Log each fitted model with its runs (MLflow model 'model').")]
+        = False,
 ):
     """Run a grid of methods x parameters x datasets x seeds; finished cells are skipped."""
     try:
+        from hmtc_bench.executors import ExecutorOptions
         from hmtc_bench.grid import load_grid, run_grid
+        options = ExecutorOptions(executor=executor, workers=workers, ray_address=ray_address,
+                                  results=results, data=data, max_retries=max_retries,
+                                  cell_timeout=cell_timeout, gpus_per_cell=gpus_per_cell)
+        store = _store(tracking_uri)
+        options.check(store.uri)
         grid = load_grid(grid_file)
         typer.echo(f"grid {grid.name}: {len(grid.pairs())} (dataset, configuration) pairs x "
                    f"{len(grid.seeds)} seeds x {len(grid.decode)} decodings = {grid.n_cells} "
                    "cells", err=True)
-        counts = run_grid(grid, _store(tracking_uri), dry_run=dry_run, strict=strict, dag=dag)
+        counts = run_grid(grid, store, dry_run=dry_run, strict=strict, dag=dag,
+                          executor=options, log_model=log_model)
     except HMTCError as err:
         _fail(str(err))
     typer.echo(", ".join(f"{v} {k}" for k, v in counts.items()))

@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,18 +219,37 @@ def _say(message: str) -> None:
 
 
 def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
-             dry_run: bool = False, strict: bool = False, dag: bool = False) -> dict:
+             dry_run: bool = False, strict: bool = False, dag: bool = False,
+             executor=None, log_model: bool = False) -> dict:
     """Run every unfinished cell, logging to ``store`` (default: ``Store()``); returns counts
     of finished, skipped (finished before, or by another process) and failed cells.
     ``dry_run``: run nothing, list and count the cells still to run. ``strict`` and ``dag``
-    are passed to ``load_dataset``."""
+    are passed to ``load_dataset``. ``executor``: an ``executors.ExecutorOptions`` (default
+    serial: the cells one after another in this process); the others plan every cell here
+    and run them on worker processes or a Ray cluster (``hmtc_bench.executors``).
+    ``log_model``: each run also gets its fitted model (``runner.run_decodings``).
+    Work that depends only on the data (TF-IDF matrices, token ids, frozen encoder states)
+    is computed once and shared by the cells (``hmtc_bench.shared_work``; on a parallel
+    executor, once per worker)."""
+    from hmtc_bench import shared_work
+    with shared_work.scope():
+        return _run_grid(grid, store, quiet, dry_run, strict, dag, executor, log_model)
+
+
+def _run_grid(grid, store, quiet, dry_run, strict, dag, executor, log_model) -> dict:
+    from hmtc_bench.executors import ExecutorOptions
     from hmtc_bench.data import load_dataset
     from hmtc_bench.errors import StoreError
     from hmtc_bench.methods import inspect_method
     from hmtc_bench.record import RunRecord
     from hmtc_bench.runner import CellTaken, run_decodings
     say = (lambda m: None) if quiet else _say
-    store = (store or Store()).check()  # before any data is loaded
+    store = store or Store()
+    options = (executor or ExecutorOptions()).check(store.uri)
+    parallel = options.executor != "serial" and not dry_run
+    store.check()  # before any data is loaded
+    cells, claims = [], {}
+    run_id = uuid.uuid4().hex[:16]   # this run of the grid: its tasks' claim tokens
     done = store.finished_cells()
     counts = ({"to run": 0, "skipped": 0, "unavailable": 0} if dry_run else
               {"finished": 0, "skipped": 0, "failed": 0, "unavailable": 0})
@@ -282,11 +302,20 @@ def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
             position += len(todo)
             say(f"[{position}/{total}] {label}: to run ({', '.join(todo)})")
             continue
+        if parallel:
+            cell = _cell(len(cells), dataset_name, info, estimator, seed, params, todo, grid,
+                         split_seed, strict, dag, log_model, label, store, options, run_id)
+            if options.results == "driver":
+                from hmtc_bench.runner import new_records
+                claims[cell.index] = new_records(info, estimator, data, seed, todo,
+                                                 grid.threshold, split_seed)
+            cells.append(cell)
+            continue
         say(f"[{position + 1}/{total}] {label}: fitting ({', '.join(todo)}) ...")
         try:
             records = run_decodings(info, data, seed, params, todo, grid.threshold, store,
                                     quiet=True, claim=True, show_progress=not quiet,
-                                    split_seed=split_seed)
+                                    split_seed=split_seed, log_model=log_model)
         except CellTaken:
             counts["skipped"] += len(todo)
             position += len(todo)
@@ -305,4 +334,25 @@ def run_grid(grid: Grid, store: Store | None = None, quiet: bool = False,
         elapsed = time.perf_counter() - started
         say(f"[{position}/{total}] {label}: {scores} (fit {records[0].fit_seconds:.1f} s;"
             f" grid {elapsed / 60:.1f} min)")
+    if parallel and cells:
+        from hmtc_bench.executors import run_cells
+        loaded.clear()
+        counts["total"] = total
+        run_cells(cells, store, options, claims, counts, say, show_progress=not quiet)
+        counts.pop("total")
     return counts
+
+
+def _cell(index, dataset_name, info, estimator, seed, params, todo, grid, split_seed, strict,
+          dag, log_model, label, store, options, run_id):
+    """The task of one fit for a parallel executor: names and values only, a dataset folder
+    as an absolute path (workers do not share the driver's working folder)."""
+    from hmtc_bench.data import list_datasets
+    from hmtc_bench.executors.cells import Cell
+    dataset = dataset_name if dataset_name in list_datasets() else \
+        str(Path(dataset_name).resolve())
+    return Cell(index=index, dataset=dataset, method=info.name, params=dict(params),
+                seed=seed, policies=list(todo), threshold=grid.threshold,
+                split_seed=split_seed, strict=strict, dag=dag, log_model=log_model,
+                store_uri=store.uri if options.results == "worker" else None,
+                label=label, resources=estimator.resources(), token=f"{run_id}:{index}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import resource
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hmtc_bench import progress
+from hmtc_bench import progress, shared_work
 from hmtc_bench.data import Dataset, load_dataset
 from hmtc_bench.evaluation import DEFAULT_POLICY, DEFAULT_THRESHOLD, evaluate
 from hmtc_bench.errors import HMTCError, ParameterError, StoreError
@@ -27,14 +28,15 @@ from hmtc_bench.record import RunRecord
 from hmtc_bench.tracking import Store, keep_locally
 
 VERSIONED = ("hmtc-bench", "numpy", "scipy", "scikit-learn", "networkx", "mlflow", "torch",
-             "transformers", "lightgbm")
+             "transformers", "lightgbm", "ray")
 
 
 class CellTaken(HMTCError):
     """The grid cell is claimed by another live process, or already finished."""
 
 
-def package_versions() -> dict[str, str]:
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple:
     from importlib.metadata import PackageNotFoundError, version
     found = {"python": sys.version.split()[0]}
     for name in VERSIONED:
@@ -42,9 +44,16 @@ def package_versions() -> dict[str, str]:
             found[name] = version(name)
         except PackageNotFoundError:
             pass
-    return found
+    return tuple(found.items())
 
 
+def package_versions() -> dict[str, str]:
+    """The versions of Python and of the packages a run depends on (read once per process:
+    the code a process runs is what it imported)."""
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
@@ -108,7 +117,8 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
                   threshold: float = DEFAULT_THRESHOLD, store: Store | None = None,
                   track: bool = True, quiet: bool = False,
                   claim: bool = False, show_progress: bool | None = None,
-                  log_model: bool = False, split_seed: int | None = None) -> list[RunRecord]:
+                  log_model: bool = False, split_seed: int | None = None,
+                  claim_token: str | None = None) -> list[RunRecord]:
     """One fit and one prediction, decoded with each policy: one record per policy.
     ``method`` is a registered name or its ``MethodInfo`` (``inspect_method(name)``).
 
@@ -121,7 +131,8 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
     as the default) before it is marked finished. ``split_seed``: the run is on the split
     drawn with that seed (a dataset name is loaded so; a ``Dataset`` must have been), and
     is recorded with it and the corpus hash, so that its leaderboard row pools every split
-    seed of the corpus; refused for a corpus whose split is fixed."""
+    seed of the corpus; refused for a corpus whose split is fixed. ``claim_token``: see
+    ``Store.start`` (a parallel executor's retries of one task share it)."""
     info = method if isinstance(method, MethodInfo) else inspect_method(method)
     if log_model and not track:
         raise ParameterError("log_model needs a store: the model is logged with its run")
@@ -149,17 +160,8 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
         check_policy(policy, data.hierarchy, has_dev=len(data.dev) > 0)
     if track and store is None:
         store = Store()
-    base = dict(
-        method=info.name, dataset=data.name, seed=seed, threshold=threshold,
-        family=info.family, params=estimator.get_params(),
-        identity_omits=estimator.omitted_params(),
-        dataset_hash=data.content_hash, hierarchy_hash=data.hierarchy.content_hash,
-        dataset_split=data.info.get("split", ""), split_seed=split_seed,
-        corpus_hash=data.corpus_hash if split_seed is not None else None,
-        versions=package_versions(), git_commit=git_commit(),
-        started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    records = [RunRecord(**base, decode=policy) for policy in policies]
-    if track and not store.start(records, claim=claim):
+    records = new_records(info, estimator, data, seed, policies, threshold, split_seed)
+    if track and not store.start(records, claim=claim, token=claim_token):
         raise CellTaken(f"{info.name} seed {seed} on {data.name}: another process has "
                         "claimed or finished this cell")
     reset_peak_memory()
@@ -181,6 +183,21 @@ def run_decodings(method: str | MethodInfo, dataset: str | Dataset, seed: int,
     return records
 
 
+def new_records(info: MethodInfo, estimator, data: Dataset, seed: int, policies: list[str],
+                threshold: float, split_seed: int | None = None) -> list[RunRecord]:
+    """The records of one fit, one per policy, before it runs (status running)."""
+    base = dict(
+        method=info.name, dataset=data.name, seed=seed, threshold=threshold,
+        family=info.family, params=estimator.get_params(),
+        identity_omits=estimator.omitted_params(),
+        dataset_hash=data.content_hash, hierarchy_hash=data.hierarchy.content_hash,
+        dataset_split=data.info.get("split", ""), split_seed=split_seed,
+        corpus_hash=data.corpus_hash if split_seed is not None else None,
+        versions=package_versions(), git_commit=git_commit(),
+        started_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    return [RunRecord(**base, decode=policy) for policy in policies]
+
+
 @contextlib.contextmanager
 def _saved(estimator, data: Dataset, wanted: bool):
     """The fitted ``estimator`` saved in a temporary folder for the block (None if not
@@ -200,9 +217,11 @@ def _fit_and_evaluate(estimator, data: Dataset, records: list[RunRecord], thresh
                       quiet: bool) -> None:
     _say(f"fitting {records[0].method} (seed {records[0].seed}) ...", quiet)
     start = time.perf_counter()
-    estimator.fit(data.train.texts, data.train.Y, data.hierarchy,
-                  dev=(data.dev.texts, data.dev.Y))
-    fit_seconds = time.perf_counter() - start
+    with shared_work.ledger() as reused_fit:
+        estimator.fit(data.train.texts, data.train.Y, data.hierarchy,
+                      dev=(data.dev.texts, data.dev.Y))
+    reused = sum(reused_fit.values())
+    fit_seconds = time.perf_counter() - start + reused
     training = training_summary(getattr(estimator, "train_state_", None))
     for record in records:
         record.training = training
@@ -210,10 +229,16 @@ def _fit_and_evaluate(estimator, data: Dataset, records: list[RunRecord], thresh
          quiet)
     decoders = fit_decoders(estimator, data, [r.decode for r in records], threshold, quiet)
     start = time.perf_counter()
-    proba = estimator.predict_proba(data.test.texts)
-    predict_seconds = time.perf_counter() - start
+    with shared_work.ledger() as reused_predict:
+        proba = estimator.predict_proba(data.test.texts)
+    predict_seconds = time.perf_counter() - start + sum(reused_predict.values())
+    reused += sum(reused_predict.values())
     train_counts = np.asarray(data.train.Y.sum(axis=0)).ravel()
+    where = worker_info(estimator)
     for record in records:
+        record.worker = {**(record.worker or {}), **where}
+        if reused:    # seconds of shared work (counted in the times) not spent in this cell
+            record.worker["reused_s"] = f"{reused:.3f}"
         decoder = decoders[record.decode]
         predicted = decoder(proba)
         record.decode_params = decoder_params(decoder)
@@ -222,6 +247,20 @@ def _fit_and_evaluate(estimator, data: Dataset, records: list[RunRecord], thresh
         record.fit_seconds, record.predict_seconds = fit_seconds, predict_seconds
         record.peak_memory_mb = peak_memory_mb()
         record.status = "finished"
+
+
+def worker_info(estimator) -> dict:
+    """Where a fit ran: the node (host name), the device (``cpu``, ``cuda:0``) and, on a
+    GPU, its model name."""
+    import socket
+    device = getattr(estimator, "device_", None)
+    where = {"node": socket.gethostname(), "device": str(device) if device is not None
+             else "cpu"}
+    if device is not None and getattr(device, "type", "") == "cuda":
+        import torch
+        where["device"] = f"cuda:{device.index or 0}"
+        where["gpu"] = torch.cuda.get_device_name(device)
+    return where
 
 
 def fit_decoders(estimator, data: Dataset, policies: list[str], threshold: float,
@@ -246,6 +285,12 @@ def decoder_params(decoder) -> dict | None:
     if decoder.policy == "tuned":
         params["thresholds"] = [round(float(t), 6) for t in decoder.thresholds]
     return params
+
+
+def finish_records(store: Store, records: list[RunRecord], model=None) -> None:
+    """Write the ends of started runs (``StoreError`` if the store fails; the records are
+    then kept in a local file it names)."""
+    _finish(store, records, raising=True, model=model)
 
 
 def _finish(store: Store, records: list[RunRecord], raising: bool, model=None) -> None:

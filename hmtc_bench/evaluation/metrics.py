@@ -16,9 +16,9 @@ BUCKETS = ("head", "torso", "tail")
 
 def _csr(Y) -> sp.csr_matrix:
     if sp.issparse(Y):
-        Y = sp.csr_matrix(Y)
+        Y = sp.csr_matrix(Y).astype(bool)   # a copy: the caller's matrix is left as it is
         Y.eliminate_zeros()
-        Y = Y.astype(bool).astype(np.int32)
+        Y = Y.astype(np.int32)
     else:
         Y = sp.csr_matrix(np.asarray(Y) != 0, dtype=np.int32)
     return Y

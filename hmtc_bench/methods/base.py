@@ -119,6 +119,11 @@ class HMTCMethod:
         changed = {k: v for k, v in self.get_params().items() if defaults.get(k) != v}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
+    def resources(self) -> dict:
+        """What one fit asks of a cluster (``hmtc_bench.executors``): ``cpus`` (cores) and
+        ``gpu`` (whether it runs on a GPU when the cluster has one). One core here."""
+        return {"cpus": 1, "gpu": False}
+
     @classmethod
     def tags(cls) -> dict:
         return {**DEFAULT_TAGS, **cls.TAGS}

@@ -24,13 +24,19 @@ def stale_seconds() -> float:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs; a zombie (exited, not yet reaped by its parent, as the
+    workers of a killed Ray node are) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):   # no /proc (macOS): alive as far as we can tell
+        return True
 
 
 def is_stale(tags: dict, start_time_ms: int | None, now: float | None = None) -> bool:

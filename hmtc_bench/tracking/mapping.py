@@ -12,9 +12,11 @@ One experiment per dataset name, ``hmtc-bench/<dataset>``. A run is written in t
 * when it ends (``end_metrics``, ``end_tags``): every finite number of ``metrics``, the
   timings and a neural method's per-epoch curves (``training.train_loss``,
   ``training.dev_micro_f1``, ``training.seconds``: one step per epoch) as metrics; the error
-  and the training summary (``training.*``) as tags; then the artifacts (``record.json``,
-  ``per_level_f1.png``); then ``status`` (finished or failed), written last, so that a run
-  cut short is never "finished".
+  and the training summary (``training.*``) and where the run ran (``worker.node``,
+  ``worker.device``, ``worker.gpu``, ``worker.executor``, ``worker.process``;
+  ``worker.reused_s``: seconds of shared work counted in its times, ``shared_work``) as
+  tags; then the artifacts (``record.json``, ``per_level_f1.png``); then ``status`` (finished or
+  failed), written last, so that a run cut short is never "finished".
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ TIMINGS = ("fit_seconds", "predict_seconds", "peak_memory_mb")
 TRAINING_PREFIX = "training."
 TRAINING_FIELDS = ("epochs_run", "best_epoch", "best_dev_micro_f1", "stopped")
 HISTORY_FIELDS = ("train_loss", "dev_micro_f1", "seconds")
+WORKER_PREFIX = "worker."   # where the run ran: worker.node, worker.device, worker.gpu, ...
 MAX_PARAM = 6000  # MLflow's limit on a parameter value
 MAX_TAG = 5000
 
@@ -84,6 +87,7 @@ def end_tags(record: RunRecord):
                      if record.training.get(k) is not None})
     if record.decode_params is not None:
         tags["decode_params"] = decode_params_tag(record.decode_params)
+    tags.update({WORKER_PREFIX + k: str(v)[:MAX_TAG] for k, v in (record.worker or {}).items()})
     return [RunTag(k, v) for k, v in tags.items()]
 
 
@@ -120,6 +124,8 @@ def record_of(run) -> RunRecord:
         metrics=metrics,
         training=_training_of(tags),
         decode_params=json.loads(tags["decode_params"]) if "decode_params" in tags else None,
+        worker={k[len(WORKER_PREFIX):]: v for k, v in tags.items()
+                if k.startswith(WORKER_PREFIX)} or None,
         split_seed=int(tags["split_seed"]) if tags.get("split_seed") else None,
         corpus_hash=tags.get("corpus_hash") or None,
         versions={k[len("version."):]: v for k, v in tags.items() if k.startswith("version.")},

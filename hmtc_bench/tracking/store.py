@@ -175,27 +175,34 @@ class Store:
                 and (dataset is None or e.name == mapping.EXPERIMENT_PREFIX + dataset)]
 
     # ------------------------------------------------------------------ writing
-    def start(self, records: list[RunRecord], claim: bool = False) -> bool:
+    def start(self, records: list[RunRecord], claim: bool = False,
+              token: str | None = None) -> bool:
         """Create the runs of ``records`` (status running; parameters and start tags
         written), setting their run ids. With ``claim``, give them up (delete them) and
         return False when a live process claimed any of their cells first or a finished
-        run of one exists."""
+        run of one exists. ``token`` (tag ``claim_token``): the claims of one task; a retry
+        of the task (its first attempt's worker lost) passes the same token and is not
+        stopped by that attempt's claim, which a later ``reap`` marks killed."""
         self.check()
         client = self.client
         for record in records:
             experiment = self._experiment_id(record.dataset)
-            run = retry(lambda: client.create_run(experiment, tags=mapping.start_tags(record)))
+            tags = mapping.start_tags(record)
+            if token:
+                tags["claim_token"] = token
+            run = retry(lambda: client.create_run(experiment, tags=tags))
             record.run_id, record.experiment_id = run.info.run_id, run.info.experiment_id
             self._start_ms[record.run_id] = run.info.start_time
             retry(lambda: client.log_batch(record.run_id, params=mapping.start_params(record)))
-        if claim and not all(self._holds(record) for record in records):
+        if claim and not all(self._holds(record, token) for record in records):
             for record in records:
                 retry(lambda: client.delete_run(record.run_id))
             return False
         return True
 
-    def _holds(self, record: RunRecord) -> bool:
-        """Whether ``record``'s run is the first live claim of its cell, none finished."""
+    def _holds(self, record: RunRecord, token: str | None = None) -> bool:
+        """Whether ``record``'s run is the first live claim of its cell (claims of the same
+        ``token`` aside), none finished."""
         mine = (self._start_ms[record.run_id], record.run_id)
         runs = retry(lambda: self.client.search_runs(
             [record.experiment_id], filter_string=f"tags.cell_key = '{record.cell_key}'",
@@ -206,6 +213,8 @@ class Store:
             status = run.data.tags.get("status")
             if status == "finished":
                 return False
+            if token and run.data.tags.get("claim_token") == token:
+                continue
             if status == RUNNING and (run.info.start_time, run.info.run_id) < mine and \
                     not is_stale(run.data.tags, run.info.start_time):
                 return False

@@ -47,7 +47,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from hmtc_bench import progress
+from hmtc_bench import progress, shared_work
 from hmtc_bench.methods.base import HMTCMethod, NotFittedError
 from hmtc_bench.methods.classical.banks import (CONSTANT_MARGIN, ScorerBank, Task, fit_bank,
                                                 sigmoid)
@@ -80,7 +80,9 @@ class TfidfMethod(HMTCMethod):
     ``_fit_features``; ``predict_proba`` vectorizes and calls ``_proba_from_features``.
 
     ``fit_features`` / ``predict_proba_features`` do the same from a feature matrix computed
-    elsewhere, so a grid or a benchmark can vectorize once and share the matrix.
+    elsewhere, so a benchmark can vectorize once and share the matrix. Inside
+    ``shared_work.scope()`` (a grid) the fitted vectorizer and the matrices of the same
+    texts are shared by every fit with the same TF-IDF settings.
     ``fit_seconds_`` splits the fit time into ``features`` and ``classifiers``.
 
     Methods that fit a ``ScorerBank`` name their base estimator (a key of ``ESTIMATORS``)
@@ -96,6 +98,12 @@ class TfidfMethod(HMTCMethod):
 
     def _estimator_name(self) -> str | None:
         return self.ESTIMATOR
+
+    def resources(self) -> dict:
+        """``n_jobs`` cores (-1: every core of this machine)."""
+        import os
+        return {"cpus": (os.cpu_count() or 1) if self.n_jobs == -1 else int(self.n_jobs),
+                "gpu": False}
 
     def _estimator_params(self) -> dict | None:
         """Overrides of the base estimator's defaults (None: its defaults)."""
@@ -122,14 +130,23 @@ class TfidfMethod(HMTCMethod):
     def _fit(self, texts, Y, hierarchy, dev) -> None:
         self._check_params()
         start = time.perf_counter()
-        vectorizer = make_vectorizer(self.ngram_max, self.min_df, self.max_features,
-                                     self.sublinear_tf, self.char_ngrams)
-        with progress.step(f"vectorizing {len(texts)} training texts (TF-IDF)",
-                           done="vectorized") as shown:
-            X = vectorizer.fit_transform(texts)
-            shown["note"] = f"{X.shape[0]} x {X.shape[1]} features"
-        features = time.perf_counter() - start
+        settings = (self.ngram_max, self.min_df, self.max_features, self.sublinear_tf,
+                    self.char_ngrams)
+
+        def vectorize():
+            vectorizer = make_vectorizer(*settings)
+            with progress.step(f"vectorizing {len(texts)} training texts (TF-IDF)",
+                               done="vectorized") as shown:
+                X = vectorizer.fit_transform(texts)
+                shown["note"] = f"{X.shape[0]} x {X.shape[1]} features"
+            return vectorizer, X
+
+        with shared_work.ledger() as reused:
+            key = (settings, shared_work.digest(texts)) if shared_work.active() else None
+            vectorizer, X = shared_work.memo("tfidf", key, vectorize) if key else vectorize()
+        features = time.perf_counter() - start + reused.get("tfidf", 0.0)
         self._fit_matrix(X, Y, hierarchy, vectorizer)
+        self._share_key = key
         self.fit_seconds_["features"] = features
 
     def fit_features(self, X, Y, hierarchy, vectorizer=None) -> "TfidfMethod":
@@ -144,6 +161,7 @@ class TfidfMethod(HMTCMethod):
         self._check_params()
         self.hierarchy_ = hierarchy
         self.n_labels_ = len(hierarchy)
+        self._share_key = None
         self._fit_matrix(X, Y, hierarchy, vectorizer)
         return self
 
@@ -182,9 +200,12 @@ class TfidfMethod(HMTCMethod):
             fast = WordCounts(self.vectorizer_) if WordCounts.applies(self.vectorizer_) \
                 else False
             self._word_counts_ = fast
-        if fast is False:
-            return self.vectorizer_.transform(texts)
-        return fast.transform(texts)
+        key = vars(self).get("_share_key")
+        compute = (lambda: self.vectorizer_.transform(texts)) if fast is False else \
+            (lambda: fast.transform(texts))
+        if key is None or not shared_work.active():
+            return compute()
+        return shared_work.memo("features", (*key, shared_work.digest(texts)), compute)
 
     # saving (``hmtc_bench.methods.saving``): the TF-IDF's vocabulary (JSON, terms in
     # column order) and idf (.npy) per part, the scorer bank if there is one, and the other

@@ -187,6 +187,11 @@ class NeuralMethod(HMTCMethod):
                      "max_length_", "train_state_"):
             vars(self).pop(name, None)
 
+    def resources(self) -> dict:
+        """A GPU when the cluster has one (unless ``device`` is "cpu"), with one core; on a
+        cluster without GPUs the executor gives it the cores of a node."""
+        return {"cpus": 1, "gpu": self.device != "cpu"}
+
     def _dev_split(self, texts, Y, dev):
         if dev is not None:
             return texts, Y, dev[0], dev[1]
@@ -289,8 +294,8 @@ class NeuralMethod(HMTCMethod):
                                           hierarchy)
             network.init_from_labels(Y_train)
             network.to(device)
-            train_ids = encoders.tokenize(tokenizer, train_texts, max_length)
-            dev_ids = encoders.tokenize(tokenizer, dev_texts, max_length) if dev_texts else None
+            train_ids = self._tokens(tokenizer, train_texts, max_length)
+            dev_ids = self._tokens(tokenizer, dev_texts, max_length) if dev_texts else None
             checkpoint = None
             if self.checkpoint_dir is not None:
                 from hmtc_bench.methods.neural.checkpoints import data_hash
@@ -298,7 +303,10 @@ class NeuralMethod(HMTCMethod):
                         "n_train": len(train_texts), "n_dev": len(dev_texts or ())}
                 checkpoint = self._open_checkpoint(hierarchy, max_length, tokenizer,
                                                    model.config, data)
-            self.train_state_ = self._trainer(device, network).fit(
+            trainer = self._trainer(device, network)
+            if self.encoder not in (encoders.TINY_RANDOM, encoders.TEXTRCNN):
+                trainer.share_key = self.encoder    # pretrained: its frozen states shareable
+            self.train_state_ = trainer.fit(
                 network, train_ids, Y_train, dev_ids, Y_dev, checkpoint, self.resume)
         self.tokenizer_ = tokenizer
         self.network_ = network
@@ -306,13 +314,18 @@ class NeuralMethod(HMTCMethod):
         self.max_length_ = max_length
 
     # ------------------------------------------------------------------ predict
+    def _tokens(self, tokenizer, texts, max_length: int) -> list[list[int]]:
+        """The token ids of ``texts`` (``encoders.shared_tokens``: computed once per
+        encoder, vocabulary, length and texts inside ``shared_work.scope()``)."""
+        from hmtc_bench.methods.neural.encoders import shared_tokens
+        return shared_tokens(self.encoder, tokenizer, texts, max_length)
+
     def _predict_proba(self, texts) -> np.ndarray:
         from hmtc_bench.methods.neural.batching import predict_proba
-        from hmtc_bench.methods.neural.encoders import tokenize
         from hmtc_bench import progress
         with progress.step(f"tokenizing {len(texts)} texts",
                            enabled=self.progress and len(texts) >= LARGE_PREDICTION):
-            ids = tokenize(self.tokenizer_, texts, self.max_length_)
+            ids = self._tokens(self.tokenizer_, texts, self.max_length_)
         return predict_proba(self.network_, ids, self.device_, self._eval_batch_size(),
                              precision=self.precision, progress=self.progress,
                              desc=f"{self._name()} predicting")

@@ -4,8 +4,11 @@ states, and batched inference.
 * **Length bucketing** (``length_batches``): batches group texts of similar length and are
   padded only to their longest member (``pad_ids``).
 * **State cache** (``StateCache``): in the ``top-k-cached`` training mode the frozen part of
-  the encoder runs once per text and its output is cached, in memory up to
-  ``cache_max_mb``, in a temporary file on disk beyond.
+  the encoder runs once per text and its output is cached: on the GPU when it fits there,
+  else in memory up to ``cache_max_mb``, in a temporary file on disk beyond. In a grid the
+  cache of the same pretrained encoder, frozen layers and texts is computed once and shared
+  by the cells (``hmtc_bench.shared_work``).
+* **Transfers** (``to_device``): to a GPU through pinned memory, asynchronously.
 * **Inference** (``predict_proba``): sigmoid outputs in input order, from token ids or from
   cached states.
 """
@@ -50,6 +53,14 @@ def length_batches(lengths, batch_size: int, rng: np.random.Generator | None = N
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def to_device(array: np.ndarray, device) -> torch.Tensor:
+    """A host array on ``device``; to a GPU through pinned memory, copied asynchronously."""
+    tensor = torch.from_numpy(array)
+    if torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def pad_ids(sequences, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, mask) tensors padded to the longest sequence."""
     width = max(len(s) for s in sequences)
@@ -58,33 +69,48 @@ def pad_ids(sequences, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]
     for i, seq in enumerate(sequences):
         ids[i, :len(seq)] = seq
         mask[i, :len(seq)] = 1
-    return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+    return to_device(ids, device), to_device(mask, device)
 
 
 def dense_rows(Y: sp.csr_matrix, rows, device) -> torch.Tensor:
-    return torch.from_numpy(Y[rows].toarray().astype(np.float32)).to(device)
+    return to_device(Y[rows].toarray().astype(np.float32), device)
 
 
 class StateCache:
-    """The frozen bottom's output for each text, computed once: a flat float32 array of
-    all tokens (texts one after another), in memory up to ``max_mb`` MiB, otherwise a
-    memory-mapped temporary file (removed by ``close``)."""
+    """The frozen bottom's output for each text, computed once: all tokens (texts one after
+    another) in one float32 array of width ``hidden_size``. Where it lives:
+
+    * on the GPU (a tensor on ``device``) when ``device`` is CUDA and the cache takes at most
+      ``GPU_FRACTION`` of the GPU's free memory: batches are gathered there, nothing crosses
+      the bus per step (``on_device=True`` forces it on any device, ``False`` forbids it);
+    * otherwise in host memory up to ``max_mb`` MiB (batches sent through pinned memory);
+    * beyond that in a memory-mapped temporary file (removed by ``close``).
+    """
+
+    GPU_FRACTION = 0.4
 
     def __init__(self, network: TextClassifier, ids, n_frozen: int, device, batch_size: int,
                  max_mb: float, progress: bool = False, desc: str = "cache",
-                 precision: str = "auto"):
+                 precision: str = "auto", on_device: bool | None = None):
         self.lengths = np.array([len(s) for s in ids], dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
         width = network.encoder.hidden_size
-        nbytes = int(self.offsets[-1]) * width * 4
+        shape = (int(self.offsets[-1]), width)
+        nbytes = shape[0] * width * 4
         self._tmpdir = None
-        if nbytes > max_mb * 2**20:
+        device = torch.device(device)
+        if on_device is None:
+            on_device = device.type == "cuda" and \
+                nbytes <= self.GPU_FRACTION * torch.cuda.mem_get_info(device)[0]
+        if on_device:
+            self.states = torch.empty(shape, dtype=torch.float32, device=device)
+        elif nbytes > max_mb * 2**20:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="hmtc-state-cache-")
             self.states = np.lib.format.open_memmap(
                 os.path.join(self._tmpdir.name, "states.npy"), mode="w+", dtype=np.float32,
-                shape=(int(self.offsets[-1]), width))
+                shape=shape)
         else:
-            self.states = np.empty((int(self.offsets[-1]), width), dtype=np.float32)
+            self.states = np.empty(shape, dtype=np.float32)
         pad_id = network_pad_id(network)
         was_training = network.training
         network.eval()
@@ -92,7 +118,9 @@ class StateCache:
         with torch.no_grad(), autocast(device, precision):
             for rows in track(batches, len(batches), desc, unit="batches", enabled=progress):
                 batch_ids, mask = pad_ids([ids[i] for i in rows], pad_id, device)
-                out = network.encoder.bottom(batch_ids, mask, n_frozen).float().cpu().numpy()
+                out = network.encoder.bottom(batch_ids, mask, n_frozen).float()
+                if not on_device:
+                    out = out.cpu().numpy()
                 for j, i in enumerate(rows):
                     self.states[self.offsets[i]:self.offsets[i + 1]] = out[j, :self.lengths[i]]
         network.train(was_training)
@@ -101,14 +129,34 @@ class StateCache:
     def on_disk(self) -> bool:
         return self._tmpdir is not None
 
+    @property
+    def on_gpu(self) -> bool:
+        return isinstance(self.states, torch.Tensor) and self.states.device.type == "cuda"
+
+    @property
+    def nbytes_held(self) -> int:
+        """Host or GPU memory it holds (a cache on disk: none)."""
+        if self.on_disk:
+            return 0
+        if isinstance(self.states, torch.Tensor):
+            return self.states.numel() * self.states.element_size()
+        return int(self.states.nbytes)
+
     def batch(self, rows, device) -> tuple[torch.Tensor, torch.Tensor]:
-        width = int(self.lengths[rows].max())
+        lengths = self.lengths[rows]
+        width = int(lengths.max())
+        mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+        if isinstance(self.states, torch.Tensor):
+            # gather on the cache's device: padding positions read row 0, then zeroed
+            index = np.where(mask, self.offsets[rows][:, None] + np.arange(width)[None, :], 0)
+            index = torch.as_tensor(index, device=self.states.device)
+            keep = torch.as_tensor(mask, device=self.states.device)
+            states = torch.where(keep[..., None].bool(), self.states[index], 0.0)
+            return states.to(device), keep.to(device)
         states = np.zeros((len(rows), width, self.states.shape[1]), dtype=np.float32)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
         for j, i in enumerate(rows):
             states[j, :self.lengths[i]] = self.states[self.offsets[i]:self.offsets[i + 1]]
-            mask[j, :self.lengths[i]] = 1
-        return torch.from_numpy(states).to(device), torch.from_numpy(mask).to(device)
+        return to_device(states, device), to_device(mask, device)
 
     def close(self) -> None:
         if self._tmpdir is not None:

@@ -129,6 +129,20 @@ def tokenize(tokenizer, texts, max_length: int) -> list[list[int]]:
                                            add_special_tokens=True)["input_ids"]]
 
 
+def shared_tokens(encoder: str, tokenizer, texts, max_length: int) -> list[list[int]]:
+    """``tokenize``, computed once per encoder, vocabulary, length and texts inside
+    ``shared_work.scope()`` (a grid): the vocabulary's digest is in the key because the word
+    encoders build theirs from the training texts."""
+    from hmtc_bench import shared_work
+    if not shared_work.active():
+        return tokenize(tokenizer, texts, max_length)
+    vocabulary = shared_work.digest(
+        [f"{token}\t{i}" for token, i in sorted(tokenizer.get_vocab().items())])
+    key = (encoder, type(tokenizer).__name__, vocabulary, int(max_length),
+           shared_work.digest(texts))
+    return shared_work.memo("tokens", key, lambda: tokenize(tokenizer, texts, max_length))
+
+
 def max_positions(model) -> int:
     return int(getattr(model.config, "max_position_embeddings", 512) or 512)
 

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from hmtc_bench import progress
+from hmtc_bench import progress, shared_work
 from hmtc_bench.errors import TrainingError
 from hmtc_bench.methods.neural.batching import (StateCache, dense_rows, length_batches,
                                                 network_pad_id, pad_ids, predict_proba)
@@ -131,6 +131,9 @@ class Trainer:
         self.device = device or torch.device("cpu")
         self.progress = progress
         self.desc = desc
+        # what names the frozen bottom's weights (a pretrained encoder's name): with it, the
+        # state cache of the same texts is shared inside shared_work.scope(); None: never
+        self.share_key: str | None = None
 
     # ------------------------------------------------------------------ set-up
     def n_frozen(self, network: TextClassifier) -> int:
@@ -245,7 +248,7 @@ class Trainer:
                     break
         finally:
             for cache in (run.train_cache, run.dev_cache):
-                if cache is not None:
+                if cache is not None and not shared_work.is_shared(cache):
                     cache.close()
         return self._finish(run, state)
 
@@ -280,8 +283,15 @@ class Trainer:
             run.dev_cache = self._cache(run, run.dev_ids, f"{self.desc} cache dev")
 
     def _cache(self, run: _Fit, ids, desc: str) -> StateCache:
-        return StateCache(run.network, ids, run.n_frozen, self.device, self.eval_batch_size,
-                          self.cache_max_mb, self.progress, desc, self.precision)
+        def compute():
+            return StateCache(run.network, ids, run.n_frozen, self.device,
+                              self.eval_batch_size, self.cache_max_mb, self.progress, desc,
+                              self.precision)
+        if self.share_key is None or not shared_work.active():
+            return compute()
+        key = (self.share_key, run.n_frozen, self.precision, str(self.device),
+               self.eval_batch_size, self.cache_max_mb, shared_work.digest(ids))
+        return shared_work.memo("states", key, compute)
 
     def _train_epoch(self, run: _Fit, state: dict, epoch: int) -> tuple[list[float], bool]:
         """One pass over the training texts in batches of similar length, in an order seeded
