@@ -4,7 +4,7 @@ trained over the cached bottom, 5 epochs), 3 seeds, decoded at threshold 0.5. Wr
 results/new_methods_sanity.md and .json: micro / macro-F1 overall and at the deepest level,
 fit and predict seconds, mean and std over seeds.
 
-    python benchmarks/new_methods_sanity.py [--methods flat-bert,cond-softmax,knn] [--seeds 3]
+    python benchmarks/new_methods_sanity.py [--methods flat-bert,hitin,...] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--methods", default="flat-bert,cond-softmax,knn")
+    parser.add_argument("--methods", default="flat-bert,hitin,cond-softmax,knn")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "results" / "new_methods_sanity"))
     args = parser.parse_args()

@@ -139,6 +139,28 @@ def _writable(data):
     return data
 
 
+class cpu_threads:
+    """BLAS / OpenMP and torch threads limited to ``n`` (a cell's CPUs) for a block."""
+
+    def __init__(self, n: int):
+        self.n = max(1, int(n))
+
+    def __enter__(self):
+        from threadpoolctl import threadpool_limits
+        self._limits = threadpool_limits(self.n)
+        import sys
+        torch = sys.modules.get("torch")
+        self._torch = (torch, torch.get_num_threads()) if torch is not None else None
+        if torch is not None:
+            torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        self._limits.restore_original_limits()
+        if self._torch is not None:
+            self._torch[0].set_num_threads(self._torch[1])
+
+
 def share_work() -> None:
     """Turn on ``shared_work`` for the rest of this worker process's life (once)."""
     from hmtc_bench import shared_work

@@ -19,7 +19,8 @@ import time
 
 def _worker_main(inbox, outbox, results: str) -> None:
     """A worker's loop: cells from ``inbox`` until None, outcomes to ``outbox``."""
-    from hmtc_bench.executors.cells import run_cell, share_work, worker_data, worker_name
+    from hmtc_bench.executors.cells import (cpu_threads, run_cell, share_work, worker_data,
+                                            worker_name)
     share_work()
     while True:
         cell = inbox.get()
@@ -27,34 +28,12 @@ def _worker_main(inbox, outbox, results: str) -> None:
             return
         try:
             data = worker_data(cell)
-            with _threads(cell.resources.get("cpus", 1)):
+            with cpu_threads(cell.resources.get("cpus", 1)):
                 outcome = run_cell(cell, data, results)
         except Exception as err:   # the dataset failed to load
             outcome = {"records": [], "model": None, "worker": worker_name(),
                        "error": f"{type(err).__name__}: {err}", "taken": False}
         outbox.put((cell.index, outcome))
-
-
-class _threads:
-    """BLAS / OpenMP and torch threads limited to ``n`` for a cell."""
-
-    def __init__(self, n: int):
-        self.n = max(1, int(n))
-
-    def __enter__(self):
-        from threadpoolctl import threadpool_limits
-        self._limits = threadpool_limits(self.n)
-        import sys
-        torch = sys.modules.get("torch")
-        self._torch = (torch, torch.get_num_threads()) if torch is not None else None
-        if torch is not None:
-            torch.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        self._limits.restore_original_limits()
-        if self._torch is not None:
-            self._torch[0].set_num_threads(self._torch[1])
 
 
 class _Slot:

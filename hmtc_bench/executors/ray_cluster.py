@@ -28,15 +28,17 @@ import time
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def _task(cell, data_ref, results: str) -> dict:
-    from hmtc_bench.executors.cells import run_cell, share_work, worker_data, worker_name
+def _task(cell, data_ref, results: str, cpus: int = 1) -> dict:
+    from hmtc_bench.executors.cells import (cpu_threads, run_cell, share_work, worker_data,
+                                            worker_name)
     share_work()
     try:
         data = worker_data(cell, data_ref)
     except Exception as err:
         return {"records": [], "model": None, "worker": worker_name(),
                 "error": f"{type(err).__name__}: {err}", "taken": False}
-    return run_cell(cell, data, results)
+    with cpu_threads(cpus):                 # the CPUs Ray granted the task
+        return run_cell(cell, data, results)
 
 
 class RayCluster:
@@ -114,7 +116,7 @@ class RayCluster:
         ref = self.remote.options(
             **request, max_retries=self.options.max_retries, retry_exceptions=False,
             name=f"hmtc-bench cell {cell.index}").remote(
-                cell, self._data_ref(cell), self.options.results)
+                cell, self._data_ref(cell), self.options.results, request["num_cpus"])
         self.refs[ref] = (cell, time.monotonic(), request)
         self.used["cpus"] += request["num_cpus"]
         self.used["gpus"] += request["num_gpus"]
