@@ -42,6 +42,7 @@ import contextlib
 import hashlib
 import os
 import time
+from array import array
 from collections import OrderedDict
 
 _ENABLED = 0
@@ -93,7 +94,7 @@ def digest(items) -> str:
         if isinstance(item, str):
             h.update(item.encode("utf-8", "surrogatepass"))
         else:
-            h.update(repr(list(item)).encode())
+            h.update(array("q", item).tobytes())
         h.update(b"\x00")
     h.update(str(len(items)).encode())
     return h.hexdigest()

@@ -4,6 +4,7 @@ logging, stores that are empty, corrupt, read-only, unreachable or gone after th
 from __future__ import annotations
 
 import collections
+import os
 import signal
 import socket
 import sqlite3
@@ -116,6 +117,36 @@ def test_a_live_claim_is_respected(tmp_path):
     assert first.start([cell()], claim=True)
     assert not second.start([cell()], claim=True)          # this process's claim is alive
     assert len(Store(uri).records()) == 1                   # the losing claim left nothing
+
+
+def test_a_retry_of_the_same_task_takes_over_its_claim(tmp_path):
+    """A parallel executor's retry of a task (its first attempt's worker lost, the claim
+    still looking alive) passes the same token and is not stopped; another task is."""
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+
+    def cell():
+        return RunRecord("m", "d", 0, "threshold", 0.5, {}, "h", "g")
+    assert Store(uri).start([cell()], claim=True, token="grid-1:0")
+    assert Store(uri).start([cell()], claim=True, token="grid-1:0")
+    assert not Store(uri).start([cell()], claim=True, token="grid-2:0")
+
+
+def test_a_zombie_process_counts_as_gone():
+    """A killed worker whose parent never reaps it (a Ray node's workers) is a zombie:
+    its claims are stale at once."""
+    from hmtc_bench.tracking.liveness import pid_alive
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:     # exited, not yet waited for: a zombie
+        with open(f"/proc/{child.pid}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.05)
+    try:
+        assert not pid_alive(child.pid)
+    finally:
+        child.wait()
+    assert pid_alive(os.getpid())
 
 
 @pytest.mark.parametrize("make, message", [
