@@ -134,5 +134,5 @@ def test_state_cache_on_device_gives_the_same_batches(synthetic):
     assert isinstance(device.states, torch.Tensor) and not device.on_gpu
     assert device.nbytes_held == host.nbytes_held
     rows = np.array([3, 0, 17, 42, 9])
-    for (a, ma), (b, mb) in [(host.batch(rows, "cpu"), device.batch(rows, "cpu"))]:
-        assert torch.equal(a, b) and torch.equal(ma, mb)
+    (a, mask_a), (b, mask_b) = host.batch(rows, "cpu"), device.batch(rows, "cpu")
+    assert torch.equal(a, b) and torch.equal(mask_a, mask_b)

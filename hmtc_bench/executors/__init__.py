@@ -54,14 +54,12 @@ class ExecutorOptions:
     def check(self, store_uri: str) -> "ExecutorOptions":
         """Refuse what cannot work, before any data is loaded (one line naming the option)."""
         from hmtc_bench.executors.cells import store_is_local
-        if self.executor not in EXECUTORS:
-            raise ParameterError(f"--executor {self.executor!r}: choose one of "
-                                 f"{', '.join(EXECUTORS)}")
-        if self.results not in RESULTS:
-            raise ParameterError(f"--results {self.results!r}: choose one of "
-                                 f"{', '.join(RESULTS)}")
-        if self.data not in DATA_MODES:
-            raise ParameterError(f"--data {self.data!r}: choose one of {', '.join(DATA_MODES)}")
+        for option, value, allowed in (("executor", self.executor, EXECUTORS),
+                                       ("results", self.results, RESULTS),
+                                       ("data", self.data, DATA_MODES)):
+            if value not in allowed:
+                raise ParameterError(f"--{option} {value!r}: choose one of "
+                                     f"{', '.join(allowed)}")
         if self.workers is not None and self.workers < 1:
             raise ParameterError(f"--workers {self.workers}: must be at least 1")
         if self.max_retries < 0:

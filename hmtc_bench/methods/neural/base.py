@@ -335,21 +335,13 @@ class NeuralMethod(HMTCMethod):
         """The tokenizer's and the encoder config's own files, the network's weights
         (safetensors, float32, on the CPU), and the maximum length and training summary
         with the other plain learned attributes (``saving.save_attributes``)."""
-        from safetensors.torch import save_file
-
+        from hmtc_bench.methods.neural.encoders import save_encoder_files, save_weights
         from hmtc_bench.methods.saving import save_attributes
-        self.tokenizer_.save_pretrained(str(writer.path("tokenizer/x").parent))
-        encoder = self.network_.encoder      # an EncoderStack around a model, or a WordEncoder
-        getattr(encoder, "model", encoder).config.save_pretrained(
-            str(writer.path("encoder/x").parent))
-        save_file({k: v.detach().to("cpu").contiguous()
-                   for k, v in self.network_.state_dict().items()},
-                  str(writer.path("model.safetensors")))
+        save_encoder_files(writer, self.tokenizer_, self.network_.encoder)
+        save_weights(self.network_, writer.path("model.safetensors"))
         save_attributes(writer, self, exclude=("tokenizer_", "network_", "device_"))
 
     def _load_state(self, reader) -> None:
-        from safetensors.torch import load_file
-
         from hmtc_bench.methods.saving import load_attributes
         from hmtc_bench.methods.neural import encoders
         from hmtc_bench.methods.neural.devices import select_device
@@ -357,13 +349,7 @@ class NeuralMethod(HMTCMethod):
         tokenizer, model = encoders.encoder_from_files(reader.root, self.attention_dropout)
         network = self._build_network(encoders.encoder_stack(model, self.n_state_layers),
                                       self.hierarchy_)
-        path = reader.path("model.safetensors")
-        try:
-            network.load_state_dict(load_file(str(path)), strict=True)
-        except RuntimeError as err:
-            from hmtc_bench.methods.saving import ModelError
-            raise ModelError(f"{path}: does not fit the network "
-                             f"({str(err).strip().splitlines()[0]})") from None
+        encoders.load_weights(network, reader.path("model.safetensors"), "network")
         self.device_ = select_device(self.device)
         self.network_ = network.to(self.device_).eval()
         self.tokenizer_ = tokenizer

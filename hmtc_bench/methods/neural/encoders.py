@@ -102,6 +102,35 @@ def encoder_from_files(folder: str | Path, attention_dropout: float | None = Non
     return tokenizer, model
 
 
+def save_encoder_files(writer, tokenizer, encoder) -> None:
+    """The tokenizer's and the encoder config's own files, in a saved model's
+    ``tokenizer/`` and ``encoder/`` folders (read back by ``encoder_from_files``);
+    ``encoder``: an ``EncoderStack`` around a model, or a ``WordEncoder``."""
+    tokenizer.save_pretrained(str(writer.path("tokenizer/x").parent))
+    getattr(encoder, "model", encoder).config.save_pretrained(
+        str(writer.path("encoder/x").parent))
+
+
+def save_weights(module: nn.Module, path) -> None:
+    """A module's weights as safetensors, float32 as trained, on the CPU."""
+    from safetensors.torch import save_file
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()},
+              str(path))
+
+
+def load_weights(module: nn.Module, path, what: str = "network") -> None:
+    """Load ``save_weights``' file into ``module``; weights that do not fit raise
+    ``ModelError`` naming the file."""
+    from safetensors.torch import load_file
+
+    from hmtc_bench.methods.saving import ModelError
+    try:
+        module.load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as err:
+        raise ModelError(f"{path}: does not fit the {what} "
+                         f"({str(err).strip().splitlines()[0]})") from None
+
+
 def word_tokenizer(texts, vocab_size: int = TINY_VOCAB_SIZE, min_count: int = 1):
     """A BERT tokenizer (lower-cased, BERT pre-tokenisation) whose vocabulary is the
     ``vocab_size`` most frequent words of ``texts`` seen at least ``min_count`` times (ties
