@@ -222,3 +222,26 @@ def _truncated_store(path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
     return path
+
+
+def test_a_retry_after_its_first_attempt_finished_counts_the_cell_finished(tmp_path):
+    """A worker lost after it logged the cell (results by the workers): the retry finds the
+    cell finished under its own token and reports its records, not a skip; another task
+    reports a skip."""
+    from hmtc_bench.data import load_dataset
+    from hmtc_bench.executors.cells import Cell, run_cell
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    data = load_dataset("synthetic")
+
+    def cell(token):
+        return Cell(index=0, dataset="synthetic", method="flat-logreg", params={}, seed=0,
+                    policies=["threshold", "top-down"], threshold=0.5, store_uri=uri,
+                    token=token)
+    first = run_cell(cell("grid-1:0"), data, results="worker")
+    assert first["error"] is None and not first["taken"] and len(first["records"]) == 2
+    retry = run_cell(cell("grid-1:0"), data, results="worker")
+    assert not retry["taken"]
+    assert sorted(r["decode"] for r in retry["records"]) == ["threshold", "top-down"]
+    assert {r["run_id"] for r in retry["records"]} == {r["run_id"] for r in first["records"]}
+    assert run_cell(cell("grid-2:0"), data, results="worker")["taken"]
+    assert sum(r.finished for r in Store(uri).records()) == 2

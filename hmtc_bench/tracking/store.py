@@ -293,6 +293,15 @@ class Store:
                     break
         return records
 
+    def finished_by(self, token: str) -> list[RunRecord]:
+        """The finished runs claimed with ``token``: what an earlier attempt of one task
+        wrote before its worker was lost (so a retry counts them instead of skipping)."""
+        client = self.client
+        return [mapping.record_of(run) for experiment in self._experiment_ids()
+                for run in retry(lambda: client.search_runs(
+                    [experiment], max_results=1000,
+                    filter_string=f"tags.claim_token = '{token}' and tags.status = 'finished'"))]
+
     def finished_cells(self) -> set[str]:
         return {r.cell_key for r in self.records() if r.finished}
 
