@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 # torch must be pinned exactly and installed in the same command: any other torch
 # requirement pulls a multi-GB CUDA build.
-INSTALL = $(PIP) install --quiet --disable-pip-version-check torch==2.13.0 -e ".[bert,lightgbm,ray,dev]"
+INSTALL = $(PIP) install --quiet --disable-pip-version-check torch==2.13.0 -e ".[bert,lightgbm,ray,tune,dev]"
 
 export MLFLOW_DISABLE_TELEMETRY = true
 

@@ -316,6 +316,57 @@ def bench(
 
 
 @app.command()
+def tune(
+    grid_file: Annotated[str, typer.Argument(help="Grid file: its datasets, methods (params "
+                                             "fixed, 'space' searched), seeds and decodings.")],
+    trials: Annotated[int, typer.Option(help="Trials per (dataset, method entry): the same "
+                                        "budget for every method.")],
+    metric: Annotated[str, typer.Option(help="What a trial maximises on dev: micro_f1, "
+                                        "macro_f1, hier_f1 or lca_f1.")] = "micro_f1",
+    tracking_uri: TrackingUri = None,
+    strict: Strict = False,
+    dag: Dag = False,
+    refit: Annotated[bool, typer.Option(
+        help="Refit each chosen configuration for the grid's seeds and evaluate on test.")]
+        = True,
+    executor: Annotated[str, typer.Option(
+        help="Where the refits run (serial, processes, ray); trials run here, one after "
+             "another.")] = "serial",
+    workers: Annotated[Optional[int], typer.Option(help="processes: how many workers.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help="ray: the cluster.")] = None,
+):
+    """Tune every method of a grid on each dataset with N trials chosen on dev (Optuna TPE,
+    seeded, pruned), then refit the chosen configurations; resumable."""
+    try:
+        from hmtc_bench.executors import ExecutorOptions
+        from hmtc_bench.grid import load_grid
+        from hmtc_bench.tuning import plan_studies, tune_grid
+        options = ExecutorOptions(executor=executor, workers=workers, ray_address=ray_address)
+        store = _store(tracking_uri)
+        options.check(store.uri)
+        grid = load_grid(grid_file)
+        specs = plan_studies(grid, trials, metric)     # every space checked before any work
+        typer.echo(f"grid {grid.name}: {len(specs)} studies x {trials} trials, then the chosen "
+                   f"configurations x {len(grid.seeds)} seeds", err=True)
+        results, counts = tune_grid(grid, trials, store, metric=metric, executor=options,
+                                    refit=refit, strict=strict, dag=dag)
+    except HMTCError as err:
+        _fail(str(err))
+    for result in results:
+        best = result.best
+        states = [t.state for t in result.trials]
+        typer.echo(f"{result.spec.name}: {states.count('complete')} complete, "
+                   f"{states.count('pruned')} pruned, {states.count('failed')} failed; "
+                   + (f"chose trial {best.number}, dev {metric} {best.value:.4f}, "
+                      f"params {json.dumps(best.params, sort_keys=True)}" if best else
+                      "nothing chosen"))
+    if counts is not None:
+        typer.echo("refit: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        if counts.get("failed"):
+            raise typer.Exit(1)
+
+
+@app.command()
 def report(
     output: Annotated[str, typer.Option(help="HTML file to write.")] = "results/report.html",
     dataset: Annotated[Optional[str], typer.Option(

@@ -12,6 +12,8 @@ A grid file (YAML)::
         params: {C: 1.0}                   # fixed values
         grid: {ngram_max: [1, 2]}          # each list is an axis of the grid
         datasets: [synthetic]              # optional: only these of the grid's datasets
+        space: {C: {low: 0.01, high: 100, log: true}}   # optional: what `hmtc-bench tune`
+                                           # searches, instead of the method's SEARCH_SPACE
 
 Validation (``load_grid``, before any data is loaded; each error names the file and the
 entry): ``datasets`` and ``methods`` must be non-empty lists (a scalar such as
@@ -45,7 +47,7 @@ from hmtc_bench.tracking import Store
 
 GRID_KEYS = {"name", "datasets", "seeds", "decode", "threshold", "methods", "description",
              "split_seed"}
-METHOD_KEYS = {"method", "params", "grid", "datasets"}
+METHOD_KEYS = {"method", "params", "grid", "datasets", "space"}
 
 
 @dataclass
@@ -60,10 +62,19 @@ class Grid:
     # resampled splits: None (each corpus's own split), "same" (split seed = the cell's
     # seed) or one seed for every cell; corpora with a fixed split keep it
     split_seed: int | str | None = None
+    # per entry of ``methods``: the search space its grid file gives (None: the method's)
+    spaces: list[dict | None] = field(default_factory=list)
 
     def pairs(self) -> list[tuple[str, str, dict]]:
         """(dataset, method, params) of every configuration, datasets in grid order."""
         return [(d, name, params) for d in self.datasets for name, params, only in self.methods
+                if only is None or d in only]
+
+    def tuning_pairs(self) -> list[tuple[str, str, dict, dict | None]]:
+        """(dataset, method, params, search space or None) of every configuration."""
+        spaces = self.spaces or [None] * len(self.methods)
+        return [(d, name, params, space) for d in self.datasets
+                for (name, params, only), space in zip(self.methods, spaces)
                 if only is None or d in only]
 
     @property
@@ -140,7 +151,7 @@ def load_grid(path: str | Path) -> Grid:
     except ValueError as err:
         fail(f"split_seed {show(spec.get('split_seed'))}", f": {err}")
     known = method_names()
-    methods = []
+    methods, spaces = [], []
     entries = a_list(spec.get("methods"), "'methods'", "methods: [flat-svm]")
     for i, entry in enumerate(entries, start=1):
         if isinstance(entry, str):
@@ -175,12 +186,48 @@ def load_grid(path: str | Path) -> Grid:
             missing = set(only) - set(datasets)
             if missing:
                 fail(where, f": datasets {sorted(missing)} are not in the grid's datasets")
+        space = _space(path, where, entry)
         for combo in itertools.product(*axes.values()):
             params = {**fixed, **dict(zip(axes, combo))}
             params = _check_params(path, i, entry["method"], params)
+            if space is not None:
+                _check_space(path, where, entry["method"], space, params)
             methods.append((entry["method"], params, only))
+            spaces.append(space)
     return Grid(name=str(spec.get("name", path.stem)), datasets=datasets, seeds=seeds,
-                decode=decode, threshold=threshold, methods=methods, split_seed=split_seed)
+                decode=decode, threshold=threshold, methods=methods, split_seed=split_seed,
+                spaces=spaces)
+
+
+def _space(path, where: str, entry: dict) -> dict | None:
+    """The entry's ``space`` read (``search_space.parse_dimension``), or None."""
+    from hmtc_bench.errors import ParameterError
+    from hmtc_bench.methods.search_space import parse_dimension
+    if "space" not in entry:
+        return None
+    raw = entry["space"]
+    if not isinstance(raw, dict) or not raw:
+        raise DataError(f"{path}: {where}: 'space' must be a non-empty mapping of parameter "
+                        "names to ranges or lists, e.g. space: {C: {low: 0.01, high: 100, "
+                        "log: true}}")
+    try:
+        space = {str(k): parse_dimension(v, f"space {k!r}") for k, v in raw.items()}
+    except ParameterError as err:
+        raise DataError(f"{path}: {where}: {err}") from None
+    return {k: v for k, v in space.items() if v is not None}
+
+
+def _check_space(path, where: str, method: str, space: dict, params: dict) -> None:
+    from hmtc_bench.errors import ParameterError
+    from hmtc_bench.methods import inspect_method
+    from hmtc_bench.methods.search_space import check_space
+    cls = inspect_method(method).cls
+    if cls is None:
+        return
+    try:
+        check_space(method, cls, space, params)
+    except ParameterError as err:
+        raise DataError(f"{path}: {where}: {err}") from None
 
 
 def check_split_seed(value) -> int | str | None:

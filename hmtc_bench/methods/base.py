@@ -20,7 +20,12 @@
   data is loaded) checks and converts every value it is given (``"1e-3"`` -> 0.001 for a
   number) and raises ``ParameterError`` naming the method, the parameter, the value and
   what is allowed; checks across parameters go in ``_check_params()`` (raise
-  ``ValueError``), which ``set_params`` runs after setting. ``__init__`` stores as given.
+  ``ValueError``), which ``set_params`` runs after setting. ``__init__`` stores as given;
+* ``SEARCH_SPACE`` (class attribute): what ``hmtc-bench tune`` may try for each parameter
+  (``hmtc_bench.methods.search_space``), merged along the base classes like the specs;
+* a method that trains in epochs calls ``report_epoch(epoch, dev_score)`` after each one, so
+  that a tuner watching (``reporting_epochs``) can stop a hopeless trial (by raising from
+  its callback).
 
 A method never sees test labels and never computes or writes metrics. Method modules keep
 their heavy imports (scikit-learn, torch) inside methods so that listing stays fast.
@@ -28,6 +33,8 @@ their heavy imports (scikit-learn, torch) inside methods so that listing stays f
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 
 import numpy as np
@@ -35,6 +42,25 @@ import numpy as np
 from hmtc_bench.methods.params import InvalidParameterError, check_params, specs_of
 
 FAMILIES = ("flat", "local", "global")
+_EPOCH_WATCHER = contextvars.ContextVar("epoch_watcher", default=None)
+
+
+@contextlib.contextmanager
+def reporting_epochs(callback):
+    """Within the block, ``report_epoch(epoch, score)`` calls ``callback(epoch, score)``."""
+    token = _EPOCH_WATCHER.set(callback)
+    try:
+        yield
+    finally:
+        _EPOCH_WATCHER.reset(token)
+
+
+def report_epoch(epoch: int, score: float | None) -> None:
+    """Tell a watching tuner (``reporting_epochs``) an epoch's dev score; it may raise to
+    stop the fit."""
+    callback = _EPOCH_WATCHER.get()
+    if callback is not None and score is not None:
+        callback(epoch, score)
 
 DEFAULT_TAGS = {
     "family": "flat",               # flat / local / global
@@ -61,6 +87,8 @@ class HMTCMethod:
     ADDED_PARAMS: dict = {}
     # What each hyper-parameter accepts (name -> ``params.Param``; see the module docstring).
     PARAM_SPECS: dict = {}
+    # What ``hmtc-bench tune`` may try (name -> ``search_space.Dimension``; see that module).
+    SEARCH_SPACE: dict = {}
 
     # ------------------------------------------------------------------ params
     @classmethod
@@ -71,6 +99,12 @@ class HMTCMethod:
 
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in self._param_names()}
+
+    @classmethod
+    def search_space(cls) -> dict:
+        """The declared search space (``search_space.space_of``)."""
+        from hmtc_bench.methods.search_space import space_of
+        return space_of(cls)
 
     @classmethod
     def param_specs(cls) -> dict:

@@ -53,6 +53,7 @@ from hmtc_bench.methods.classical.banks import (CONSTANT_MARGIN, ScorerBank, Tas
                                                 sigmoid)
 from hmtc_bench.methods.classical.estimators import ESTIMATORS, EstimatorSpec, get_estimator
 from hmtc_bench.methods.params import InvalidParameterError, choice, flag, integer, one_of, show
+from hmtc_bench.methods.search_space import any_of, int_range
 
 LARGE_PREDICTION = 20_000  # texts: vectorizing this many for a prediction says so
 
@@ -91,6 +92,8 @@ class TfidfMethod(HMTCMethod):
     """
 
     ESTIMATOR: ClassVar[str | None] = None   # the base estimator's name; None: no bank
+    SEARCH_SPACE: ClassVar[dict] = {"ngram_max": int_range(1, 2), "min_df": int_range(1, 3),
+                                    "sublinear_tf": any_of(True, False)}
     PARAM_SPECS: ClassVar[dict] = {   # the TF-IDF's and the fit's (n_jobs: -1 = every core)
         "ngram_max": integer(ge=1), "min_df": integer(ge=1), "max_features": integer(
             ge=1, none=True), "sublinear_tf": flag(), "char_ngrams": flag(),

@@ -16,9 +16,12 @@ import numpy as np
 
 from hmtc_bench.methods.classical.features import Task, TfidfMethod
 from hmtc_bench.methods.params import choice, integer, number
+from hmtc_bench.methods.search_space import any_of, int_range, log_range
 
 # what the linear estimators' parameters accept (the TF-IDF's: ``TfidfMethod.PARAM_SPECS``)
 LINEAR_SPECS = {"C": number(gt=0), "class_weight": choice("balanced", none=True)}
+# the linear models' search space (with TfidfMethod's TF-IDF dimensions)
+LINEAR_SPACE = {"C": log_range(1e-2, 1e2), "class_weight": any_of(None, "balanced")}
 
 
 class _FlatMethod(TfidfMethod):
@@ -76,6 +79,7 @@ class FlatSVM(_FlatMethod):
 
     ESTIMATOR = "svm"
     PARAM_SPECS = LINEAR_SPECS
+    SEARCH_SPACE = LINEAR_SPACE
 
     def __init__(self, C: float = 1.0, ngram_max: int = 2, min_df: int = 1,
                  max_features: int | None = 200_000, sublinear_tf: bool = True,
@@ -106,6 +110,7 @@ class FlatLogReg(_FlatMethod):
 
     ESTIMATOR = "logreg"
     PARAM_SPECS = {**LINEAR_SPECS, "max_iter": integer(ge=1)}
+    SEARCH_SPACE = LINEAR_SPACE
 
     def __init__(self, C: float = 1.0, ngram_max: int = 2, min_df: int = 1,
                  max_features: int | None = 200_000, sublinear_tf: bool = True,
@@ -152,6 +157,9 @@ class FlatLightGBM(_FlatMethod):
     PARAM_SPECS = {"n_estimators": integer(ge=1), "learning_rate": number(gt=0),
                    "num_leaves": integer(ge=2), "min_child_samples": integer(ge=0),
                    "colsample_bytree": number(gt=0, le=1)}
+    SEARCH_SPACE = {"n_estimators": int_range(50, 400, log=True),
+                    "learning_rate": log_range(0.02, 0.3), "num_leaves": int_range(8, 64, log=True),
+                    "min_child_samples": int_range(5, 50, log=True)}
 
     def __init__(self, n_estimators: int = 100, learning_rate: float = 0.1,
                  num_leaves: int = 31, min_child_samples: int = 20,

@@ -100,6 +100,7 @@ import scipy.sparse as sp
 from hmtc_bench.hierarchy import LabelHierarchy
 from hmtc_bench.methods.base import HMTCMethod
 from hmtc_bench.methods.params import choice, flag, integer, number, string
+from hmtc_bench.methods.search_space import float_range, log_range
 
 # the encoder and its training (documented above); a method's own parameters follow them
 MODEL_PARAMS: dict = {
@@ -156,6 +157,12 @@ class NeuralMethod(HMTCMethod):
     PARAMS: ClassVar[dict] = {}      # this class's own hyper-parameters: name -> default
     DEFAULTS: ClassVar[dict] = {}    # new defaults of inherited hyper-parameters
     PARAM_SPECS: ClassVar[dict] = {**MODEL_SPECS, **RUN_SPECS}  # a subclass adds its own
+    # the optimisation (the budget options, epochs and max_length, stay fixed: a comparison
+    # gives every method the same ones)
+    SEARCH_SPACE: ClassVar[dict] = {"lr_encoder": log_range(1e-5, 3e-4),
+                                    "lr_head": log_range(3e-4, 1e-2),
+                                    "dropout": float_range(0.0, 0.3),
+                                    "warmup": float_range(0.0, 0.2)}
     ADDED_PARAMS: ClassVar[dict] = {"precision": "auto"}  # added after round-1 runs
 
     def __init_subclass__(cls, **kwargs):

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from hmtc_bench.methods.base import HMTCMethod
 from hmtc_bench.methods.neural.base import MODEL_PARAMS, MODEL_SPECS, RUN_PARAMS, RUN_SPECS
 from hmtc_bench.methods.params import integer, number
+from hmtc_bench.methods.search_space import float_range, int_range
 
 SHARED = ("encoder", "max_length", "n_state_layers")
 RUN = ("device", "precision", "progress", "random_state")
@@ -57,6 +58,7 @@ class KNN(HMTCMethod):
     PARAM_SPECS = {**{name: MODEL_SPECS[name] for name in SHARED},
                    **{name: RUN_SPECS[name] for name in RUN},
                    "k": integer(ge=1), "power": number(ge=0), "batch_size": integer(ge=1)}
+    SEARCH_SPACE = {"k": int_range(1, 50, log=True), "power": float_range(0.0, 4.0)}
 
     def __init__(self, encoder=MODEL_PARAMS["encoder"], max_length=MODEL_PARAMS["max_length"],
                  n_state_layers=MODEL_PARAMS["n_state_layers"], k=10, power=1.0,

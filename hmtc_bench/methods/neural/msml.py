@@ -53,6 +53,7 @@ from __future__ import annotations
 
 from hmtc_bench.methods.neural.base import TINY_TEST_PARAMS, NeuralMethod
 from hmtc_bench.methods.params import flag, integer, number, sequence
+from hmtc_bench.methods.search_space import any_of
 
 
 class MSML(NeuralMethod):
@@ -79,6 +80,7 @@ class MSML(NeuralMethod):
                    "n_filters": integer(ge=1), "hidden_size": integer(ge=1), "msfem": flag(),
                    "mlipm": flag(), "gate": flag(),
                    "level_weights": sequence(number(ge=0), none=True)}
+    SEARCH_SPACE = {"n_filters": any_of(64, 128, 256), "hidden_size": any_of(128, 256, 512)}
 
     @classmethod
     def get_test_params(cls) -> dict:

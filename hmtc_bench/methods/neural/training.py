@@ -34,6 +34,7 @@ from torch import nn
 
 from hmtc_bench import progress, shared_work
 from hmtc_bench.errors import TrainingError
+from hmtc_bench.methods.base import report_epoch
 from hmtc_bench.methods.neural.batching import (StateCache, dense_rows, length_batches,
                                                 network_pad_id, pad_ids, predict_proba)
 from hmtc_bench.methods.neural.checkpoints import Checkpoint
@@ -244,6 +245,7 @@ class Trainer:
                 if run.has_dev:
                     record["dev_micro_f1"] = self._dev_score(run)
                 self._end_epoch(run, state, record, out_of_time, epoch_start)
+                report_epoch(epoch, record.get("dev_micro_f1"))
                 if state["stopped"]:
                     break
         finally:

@@ -1,0 +1,408 @@
+"""Tuning budgets: ``hmtc-bench tune GRID --trials N``.
+
+For every (dataset, method entry) of a grid file, a **study** of N trials: Optuna's TPE
+sampler, seeded, over the method's search space (``SEARCH_SPACE`` next to its defaults, or
+the entry's ``space`` in the grid file; ``hmtc_bench.methods.search_space``) with the entry's
+``params`` fixed. Each trial fits the method on train (dev for early stopping, as in every
+run) with the grid's first seed and is scored on the **dev** split only (the ``--metric``,
+default micro-F1, decoded at the grid's threshold). A method that trains in epochs reports
+each epoch's dev micro-F1; a trial whose score falls below the median of the earlier trials
+at the same epoch is pruned (Optuna's ``MedianPruner``, after 3 trials, from epoch 2).
+The chosen configuration is the best finished trial (ties: the earlier one). It is then
+refitted for every seed of the grid and decoded with every policy of the grid, as a grid of
+its own (on any executor of ``hmtc-bench bench``), and evaluated on test: those runs are
+ordinary runs, one leaderboard row beside the default configuration's.
+
+Nothing here reads the test split: a trial sees ``data.train``, ``data.dev`` and the
+hierarchy, and a study's identity hashes those alone (``tests/test_tuning.py`` runs a study
+on data whose test labels raise when read).
+
+**The store.** Each study is an MLflow experiment ``hmtc-bench-study/<study name>`` in the
+same store as the runs (so the leaderboards, which read ``hmtc-bench/<dataset>``, never see
+trials); each trial is one run there: the trial's parameters, its dev metrics, per-epoch
+``dev_score`` steps, its state (running, complete, pruned, failed) and the writing process
+(host, pid, heartbeat, as for runs). The study's key (method, fixed parameters, space, data
+digest, metric, threshold, seed, N) is a tag of the experiment: rerunning with another
+configuration under the same name is refused.
+
+**Resuming.** Rerun the same command: finished trials (complete, pruned or failed: each
+counts toward N, so every method gets the same budget) are read back and given to the
+sampler; a trial whose process is gone is marked killed and run again. The sampler of
+trial ``t`` is seeded with ``(seed, t)`` and sees the same history, so an interrupted
+study proposes what the uninterrupted one would have. Trials run one after another in this
+process; the refits run on the chosen executor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from hmtc_bench import progress
+from hmtc_bench.errors import HMTCError, ParameterError
+from hmtc_bench.record import decode_param, encode_param
+
+STUDY_PREFIX = "hmtc-bench-study/"
+METRICS = ("micro_f1", "macro_f1", "hier_f1", "lca_f1")
+PRUNE_AFTER_TRIALS = 3        # the median pruner's start-up trials
+PRUNE_FROM_EPOCH = 2          # and the first epoch it may stop
+FINISHED = ("complete", "pruned", "failed")
+
+
+class StudyBusy(HMTCError):
+    """Another live process is running a trial of this study."""
+
+
+@dataclass
+class StudySpec:
+    """One study: a method entry of a grid on one dataset."""
+
+    name: str
+    method: str
+    dataset: str
+    params: dict                       # fixed (the grid entry's params)
+    space: dict                        # name -> search_space.Dimension
+    trials: int
+    metric: str = "micro_f1"
+    threshold: float = 0.5
+    seed: int = 0                      # the trials' fit seed and the sampler's seed
+
+
+@dataclass
+class Trial:
+    number: int
+    state: str
+    params: dict
+    value: float | None = None
+    steps: dict = field(default_factory=dict)     # epoch -> dev score
+    fit_seconds: float | None = None
+    error: str | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class StudyResult:
+    spec: StudySpec
+    trials: list[Trial]
+
+    @property
+    def best(self) -> Trial | None:
+        done = [t for t in self.trials if t.state == "complete" and t.value is not None]
+        return max(done, key=lambda t: (t.value, -t.number)) if done else None
+
+    @property
+    def chosen_params(self) -> dict:
+        best = self.best
+        if best is None:
+            raise HMTCError(f"study {self.spec.name}: no trial finished; nothing to choose")
+        return {**self.spec.params, **best.params}
+
+
+# ---------------------------------------------------------------------- planning
+def plan_studies(grid, trials: int, metric: str = "micro_f1") -> list[StudySpec]:
+    """A study per (dataset, method entry) of ``grid``, in grid order."""
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ParameterError(f"--trials {trials!r}: must be a whole number >= 1")
+    if metric not in METRICS:
+        raise ParameterError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
+    from hmtc_bench.methods import inspect_method
+    from hmtc_bench.methods.search_space import check_space, space_of
+    specs = []
+    for dataset, method, params, space in grid.tuning_pairs():
+        cls = inspect_method(method).cls
+        searched = space_of(cls) if space is None else space
+        searched = {k: v for k, v in searched.items() if k not in params or space is not None}
+        check_space(method, cls, searched, params, where=grid.name)
+        if not searched:
+            raise ParameterError(f"{grid.name}: {method} has nothing to search (its search "
+                                 "space is empty or fixed by params); give a 'space'")
+        label = json.dumps(params, sort_keys=True, default=str) if params else ""
+        name = f"{grid.name}/{method}{label}/{_dataset_label(dataset)}"
+        specs.append(StudySpec(name=name, method=method, dataset=dataset, params=params,
+                               space=searched, trials=trials, metric=metric,
+                               threshold=grid.threshold, seed=grid.seeds[0]))
+    return specs
+
+
+def _dataset_label(dataset: str) -> str:
+    return dataset.rstrip("/").rsplit("/", 1)[-1]
+
+
+def study_key(spec: StudySpec, data) -> str:
+    """What makes two runs of a study the same study (a digest)."""
+    blob = json.dumps({
+        "method": spec.method, "params": spec.params, "metric": spec.metric,
+        "space": {k: v.describe() for k, v in sorted(spec.space.items())},
+        "data": dev_digest(data), "threshold": spec.threshold, "seed": spec.seed,
+        "trials": spec.trials}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def dev_digest(data) -> str:
+    """A digest of the hierarchy, train and dev splits (never test)."""
+    digest = hashlib.sha256(data.hierarchy.content_hash.encode())
+    for split in (data.train, data.dev):
+        for doc_id, text in zip(split.ids, split.texts):
+            digest.update(doc_id.encode("utf-8", "replace") + b"\x00")
+            digest.update(text.encode("utf-8", "replace") + b"\x01")
+        Y = split.Y if sp.isspmatrix_csr(split.Y) else sp.csr_matrix(split.Y)
+        digest.update(Y.indptr.astype(np.int64).tobytes())
+        digest.update(Y.indices.astype(np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------- one study
+def run_study(spec: StudySpec, data, store, say=progress.say, quiet: bool = False,
+              stop_after: int | None = None) -> StudyResult:
+    """Run the missing trials of ``spec`` on ``data`` (train and dev only), logging to
+    ``store``; returns every trial. ``stop_after``: run at most this many new trials (for
+    tests of resumption)."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if len(data.dev) == 0:
+        raise ParameterError(f"{data.name}: tuning chooses on the dev split, and it has none")
+    writer = _StudyLog(store, spec, study_key(spec, data))
+    history = writer.read()
+    new = 0
+    while len(history) < spec.trials and (stop_after is None or new < stop_after):
+        number = len(history)
+        study = _optuna_study(spec, history, number)
+        trial = study.ask(fixed_distributions={k: v.distribution()
+                                               for k, v in spec.space.items()})
+        params = dict(trial.params)
+        run_id = writer.start(number, params)
+        say(f"{spec.name}: trial {number + 1}/{spec.trials} {_show(params)}", not quiet)
+        done = _run_trial(spec, data, trial, params, writer, run_id)
+        history.append(done)
+        new += 1
+        shown = "—" if done.value is None else f"{done.value:.4f}"
+        say(f"  {done.state}: dev {spec.metric} {shown} ({done.fit_seconds or 0:.1f} s)"
+            + (f": {done.error}" if done.error else ""), not quiet)
+    return StudyResult(spec, history)
+
+
+def _optuna_study(spec: StudySpec, history: list[Trial], number: int):
+    """An in-memory Optuna study holding ``history``, its sampler seeded for trial
+    ``number``."""
+    import optuna
+    from optuna.trial import TrialState
+    sampler = optuna.samplers.TPESampler(seed=spec.seed * 100_003 + number,
+                                         n_startup_trials=min(10, max(2, spec.trials // 3)))
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS,
+                                         n_warmup_steps=PRUNE_FROM_EPOCH - 1)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    distributions = {k: v.distribution() for k, v in spec.space.items()}
+    states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
+              "failed": TrialState.FAIL}
+    for past in history:
+        study.add_trial(optuna.trial.create_trial(
+            state=states[past.state], params=past.params, distributions=distributions,
+            value=past.value if past.state == "complete" else None,
+            intermediate_values={int(k): v for k, v in past.steps.items()}))
+    return study
+
+
+def _run_trial(spec: StudySpec, data, trial, params: dict, writer, run_id: str) -> Trial:
+    """Fit one trial and score it on dev; the result is logged before it is returned."""
+    import optuna
+
+    from hmtc_bench.evaluation.decoding import decode
+    from hmtc_bench.evaluation.metrics import evaluate
+    from hmtc_bench.methods import inspect_method
+    from hmtc_bench.methods.base import reporting_epochs
+    steps: dict = {}
+
+    def watch(epoch: int, score: float) -> None:
+        steps[epoch] = float(score)
+        writer.step(run_id, epoch, score)
+        trial.report(float(score), epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+
+    result = Trial(number=trial.number, state="failed", params=params, steps=steps,
+                   run_id=run_id)
+    start = time.perf_counter()
+    try:
+        estimator = inspect_method(spec.method).build({**spec.params, **params}, spec.seed)
+        with writer.heartbeat(run_id), reporting_epochs(watch), progress.quiet():
+            estimator.fit(data.train.texts, data.train.Y, data.hierarchy,
+                          dev=(data.dev.texts, data.dev.Y))
+            proba = estimator.predict_proba(data.dev.texts)
+        predicted = decode(proba, data.hierarchy, "threshold", spec.threshold)
+        scores = evaluate(data.dev.Y, predicted, data.hierarchy)
+        result.value = float(scores[spec.metric])
+        result.state = "complete" if math.isfinite(result.value) else "failed"
+        result.scores = scores
+    except optuna.TrialPruned:
+        result.state = "pruned"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:      # a failed trial counts toward the budget, recorded
+        result.error = f"{type(err).__name__}: {err}"
+    result.fit_seconds = time.perf_counter() - start
+    writer.finish(result, getattr(result, "scores", {}))
+    return result
+
+
+def _show(params: dict) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in sorted(params.items()))
+
+
+# ---------------------------------------------------------------------- the store
+class _StudyLog:
+    """A study's trials as runs of the experiment ``hmtc-bench-study/<name>``."""
+
+    def __init__(self, store, spec: StudySpec, key: str):
+        from hmtc_bench.tracking.store import retry
+        self.store, self.spec, self.key, self.retry = store, spec, key, retry
+        store.check()
+        client = store.client
+        name = STUDY_PREFIX + spec.name
+        experiment = retry(lambda: client.get_experiment_by_name(name))
+        if experiment is None:
+            self.experiment_id = retry(lambda: client.create_experiment(
+                name, tags={"study_key": key, "method": spec.method,
+                            "dataset": spec.dataset, "trials": str(spec.trials),
+                            "metric": spec.metric}))
+        else:
+            self.experiment_id = experiment.experiment_id
+            known = experiment.tags.get("study_key")
+            if known != key:
+                raise ParameterError(
+                    f"study {spec.name} exists in {store.uri} with another configuration "
+                    f"(key {known}, now {key}: method parameters, space, data, metric, "
+                    "threshold, seed or number of trials changed); give the grid another "
+                    "name to start a new study")
+
+    def read(self) -> list[Trial]:
+        """The finished trials (in trial order); stale running ones marked killed."""
+        from hmtc_bench.tracking.liveness import is_stale
+        client = self.store.client
+        runs = self.retry(lambda: client.search_runs([self.experiment_id],
+                                                     max_results=10_000))
+        trials: dict[int, Trial] = {}
+        for run in runs:
+            tags, number = run.data.tags, int(run.data.tags.get("trial", -1))
+            state = tags.get("state")
+            if state in FINISHED:
+                history = self.retry(lambda: client.get_metric_history(run.info.run_id,
+                                                                       "dev_score"))
+                trials[number] = Trial(
+                    number=number, state=state,
+                    params={k[len("param."):]: decode_param(v)
+                            for k, v in run.data.params.items() if k.startswith("param.")},
+                    value=run.data.metrics.get("value"),
+                    steps={m.step: m.value for m in history},
+                    fit_seconds=run.data.metrics.get("fit_seconds"),
+                    error=tags.get("error"), run_id=run.info.run_id)
+            elif state == "running":
+                if is_stale(tags, run.info.start_time):
+                    self.retry(lambda: client.set_tag(run.info.run_id, "state", "killed"))
+                    self.retry(lambda: client.set_terminated(run.info.run_id, "KILLED"))
+                else:
+                    raise StudyBusy(f"study {self.spec.name}: trial {number} is being run by "
+                                    f"{tags.get('host')}:{tags.get('pid')}; wait for it or "
+                                    "stop it")
+        ordered = [trials[n] for n in sorted(trials)]
+        if [t.number for t in ordered] != list(range(len(ordered))):
+            raise HMTCError(f"study {self.spec.name}: trials {[t.number for t in ordered]} "
+                            "are not numbered 0.. without gaps (the store was edited?)")
+        return ordered
+
+    def start(self, number: int, params: dict) -> str:
+        import os
+        import socket
+        from mlflow.entities import Param
+        client = self.store.client
+        tags = {"mlflow.runName": f"trial {number}", "trial": str(number), "state": "running",
+                "study": self.spec.name, "study_key": self.key, "method": self.spec.method,
+                "host": socket.gethostname(), "pid": str(os.getpid()),
+                "heartbeat": str(int(time.time()))}
+        run = self.retry(lambda: client.create_run(self.experiment_id, tags=tags))
+        run_id = run.info.run_id
+        values = [Param("param." + k, encode_param(v)) for k, v in params.items()]
+        values += [Param("fixed." + k, encode_param(v)) for k, v in self.spec.params.items()]
+        self.retry(lambda: client.log_batch(run_id, params=values))
+        return run_id
+
+    def step(self, run_id: str, epoch: int, score: float) -> None:
+        client = self.store.client
+        self.retry(lambda: client.log_metric(run_id, "dev_score", float(score), step=epoch))
+
+    def heartbeat(self, run_id: str):
+        from hmtc_bench.tracking.liveness import Heartbeat
+        client = self.store.client
+
+        def write(run, now):
+            self.retry(lambda: client.set_tag(run, "heartbeat", str(int(now))), 10)
+        return Heartbeat(write, [run_id])
+
+    def finish(self, trial: Trial, scores: dict) -> None:
+        from mlflow.entities import Metric, RunTag
+        client = self.store.client
+        metrics = [Metric("dev_" + k, float(v), 0, 0) for k, v in scores.items()
+                   if isinstance(v, (int, float)) and math.isfinite(v)]
+        if trial.value is not None and math.isfinite(trial.value):
+            metrics.append(Metric("value", trial.value, 0, 0))
+        metrics.append(Metric("fit_seconds", float(trial.fit_seconds or 0.0), 0, 0))
+        tags = [RunTag("error", trial.error[:5000])] if trial.error else []
+        self.retry(lambda: client.log_batch(trial.run_id, metrics=metrics, tags=tags))
+        self.retry(lambda: client.set_tag(trial.run_id, "state", trial.state))   # last
+        self.retry(lambda: client.set_terminated(
+            trial.run_id, "FINISHED" if trial.state != "failed" else "FAILED"))
+
+
+# ---------------------------------------------------------------------- a grid's studies
+def refit_grid(grid, results: list[StudyResult]):
+    """The grid of the chosen configurations: each study's method with its chosen
+    parameters on its dataset, for every seed and policy of ``grid``."""
+    from hmtc_bench.grid import Grid
+    chosen = [(r.spec.method, r.chosen_params, [r.spec.dataset]) for r in results
+              if r.best is not None]
+    return Grid(name=f"{grid.name}-tuned", datasets=list(grid.datasets), seeds=list(grid.seeds),
+                decode=list(grid.decode), threshold=grid.threshold, methods=chosen,
+                split_seed=grid.split_seed)
+
+
+def trial_data(dataset: str, grid, seed: int, strict: bool = False, dag: bool = False):
+    """The data a study's trials see: the corpus's own split, or for a grid of resampled
+    splits the split of ``seed`` (the grid's first seed)."""
+    from hmtc_bench.data import load_dataset
+    from hmtc_bench.grid import resolve_split_seed
+    data = load_dataset(dataset, strict=strict, dag=dag)
+    wanted = resolve_split_seed(grid.split_seed, seed)
+    if data.split_seed is not None and wanted is not None and wanted != data.split_seed:
+        data = load_dataset(dataset, strict=strict, dag=dag, seed=wanted)
+    return data
+
+
+def tune_grid(grid, trials: int, store, metric: str = "micro_f1", quiet: bool = False,
+              executor=None, refit: bool = True, strict: bool = False,
+              dag: bool = False) -> tuple[list[StudyResult], dict | None]:
+    """Every study of ``grid`` (``plan_studies``), then the refit of the chosen
+    configurations (unless ``refit`` is false); returns the studies and the refit's counts."""
+    from hmtc_bench.grid import run_grid
+    specs = plan_studies(grid, trials, metric)
+    store.check()       # before any data is loaded
+    results = []
+    loaded: dict = {}
+    for spec in specs:
+        if spec.dataset not in loaded:   # one corpus in memory at a time (grid order)
+            loaded = {spec.dataset: trial_data(spec.dataset, grid, spec.seed, strict, dag)}
+        results.append(run_study(spec, loaded[spec.dataset], store, quiet=quiet))
+        best = results[-1].best
+        progress.say(f"{spec.name}: chose trial {best.number} (dev {metric} {best.value:.4f}): "
+                     f"{_show(best.params)}" if best else f"{spec.name}: no trial finished",
+                     not quiet)
+    counts = None
+    chosen = refit_grid(grid, results)
+    if refit and chosen.methods:
+        counts = run_grid(chosen, store, quiet=quiet, executor=executor, strict=strict, dag=dag)
+    return results, counts
