@@ -63,6 +63,30 @@ def level_f1_figure(groups: list[tuple[str, dict]], title: str | None = None,
     return fig
 
 
+def threshold_figure(curves: list[tuple[str, dict]], title: str | None = None,
+                     colours: dict | None = None):
+    """Micro-F1 against the decision threshold: one line per entry of ``curves`` (its label
+    and a dict threshold -> micro-F1), 0.5 marked."""
+    plt = _pyplot()
+    colours = colours or method_colours(label for label, _ in curves)
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH, 7.5), 3.4))
+    for label, curve in curves:
+        points = sorted((float(t), v) for t, v in curve.items())
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=label,
+                color=colours.get(label), linewidth=1.2)
+    ax.axvline(0.5, color="#999", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("threshold")
+    ax.set_ylabel("micro-F1 (test)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    if title:
+        ax.set_title(title, fontsize=9)
+    if curves:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def speed_figure(points: list[tuple[str, float, float]], colours: dict | None = None,
                  marked=()):
     """macro-F1 against fit seconds (log): one point per (label, seconds, F1), named in a

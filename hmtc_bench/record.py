@@ -92,6 +92,7 @@ class RunRecord:
     peak_memory_mb: float | None = None
     training: dict | None = None
     decode_params: dict | None = None   # what a policy fitted on dev (thresholds, ...)
+    threshold_curve: dict | None = None  # test micro-F1 of the scores at 0.05 .. 0.95
     worker: dict | None = None          # where it ran: node, device, gpu, executor, process
     split_seed: int | None = None       # a resampled split's seed (None: the corpus's split)
     corpus_hash: str | None = None      # the corpus whatever its split (resampled splits)

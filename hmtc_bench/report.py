@@ -10,7 +10,7 @@ from html import escape
 
 from hmtc_bench.leaderboard import leaderboard, render
 from hmtc_bench.plots import (level_f1_figure, levels_of, method_colours, png_data_uri,
-                              speed_figure)
+                              speed_figure, threshold_figure)
 from hmtc_bench.record import RunRecord
 
 
@@ -36,6 +36,72 @@ def _speed_figure(rows: list[dict], palette: dict):
               if "fit_seconds" in r and "macro_f1" in r]
     return speed_figure(points, _colours(rows, palette),
                         marked={_label(r) for r in rows if r["decode"] != "threshold"})
+
+
+def _configuration(row: dict) -> str:
+    """A row's configuration apart from its decoding."""
+    import json
+    return json.dumps([row["dataset_hash"], row["method"], row["params"], row["threshold"]],
+                      sort_keys=True, default=str)
+
+
+def decoding_rows(rows: list[dict], dev_rows: list[dict]) -> list[dict]:
+    """Per configuration (its rows apart from the decoding): test micro- and macro-F1 at the
+    fixed threshold (policy ``threshold``) beside those of the decoding chosen on dev (the
+    highest mean dev micro-F1 of its rows; fitted policies were fitted on that same dev
+    split). Without dev scores in the records, no choice."""
+    from hmtc_bench.leaderboard import _method_cell
+    dev = {r["config_key"]: r.get("dev_micro_f1") for r in dev_rows}
+    families: dict = defaultdict(list)
+    for row in rows:
+        families[_configuration(row)].append(row)
+    out = []
+    for family in families.values():
+        fixed = next((r for r in family if r["decode"] == "threshold"), None)
+        scored = [r for r in family if dev.get(r["config_key"])]
+        chosen = max(scored, key=lambda r: (dev[r["config_key"]][0], r["decode"] == "threshold"),
+                     default=None)
+        out.append({"method": _method_cell(family[0], rows), "fixed": fixed, "chosen": chosen,
+                    "chosen_dev": dev[chosen["config_key"]][0] if chosen else None})
+    return sorted(out, key=lambda r: -(r["chosen"] or r["fixed"] or {}).get(
+        "micro_f1", (0, 0))[0])
+
+
+def decoding_table(rows: list[dict], dev_rows: list[dict]) -> str:
+    """``decoding_rows`` as an HTML table."""
+    def cell(row, metric):
+        return f"{row[metric][0]:.4f}" if row and metric in row else "—"
+    lines = ["<table><tr><th>method</th><th>micro-F1 at 0.5</th><th>macro-F1 at 0.5</th>"
+             "<th>decoding chosen on dev</th><th>its dev micro-F1</th><th>micro-F1</th>"
+             "<th>macro-F1</th></tr>"]
+    for r in decoding_rows(rows, dev_rows):
+        chosen = r["chosen"]
+        dev = "—" if r["chosen_dev"] is None else f"{r['chosen_dev']:.4f}"
+        lines.append(
+            f"<tr><td>{escape(r['method'])}</td><td>{cell(r['fixed'], 'micro_f1')}</td>"
+            f"<td>{cell(r['fixed'], 'macro_f1')}</td>"
+            f"<td>{escape(chosen['decode']) if chosen else 'no dev scores recorded'}</td>"
+            f"<td>{dev}</td>"
+            f"<td>{cell(chosen, 'micro_f1')}</td><td>{cell(chosen, 'macro_f1')}</td></tr>")
+    lines.append("</table>")
+    return "".join(lines)
+
+
+def threshold_curves(records: list[RunRecord], rows: list[dict]) -> list[tuple[str, dict]]:
+    """Per configuration with recorded curves: the test micro-F1 against the threshold,
+    averaged over its seeds (one curve per fit: taken from its ``threshold`` records)."""
+    from hmtc_bench.leaderboard import _method_cell
+    label = {r["config_key"]: _method_cell(r, rows) for r in rows}
+    by_config: dict = defaultdict(list)
+    for record in records:
+        if record.finished and record.threshold_curve and record.decode == "threshold" \
+                and record.config_key in label:
+            by_config[label[record.config_key]].append(record.threshold_curve)
+    curves = []
+    for name, found in sorted(by_config.items()):
+        keys = sorted(set.intersection(*(set(c) for c in found)), key=float)
+        curves.append((name, {k: sum(c[k] for c in found) / len(found) for k in keys}))
+    return curves
 
 
 def rank_table(rows: list[dict], metric: str = "micro_f1"):
@@ -83,6 +149,7 @@ def build_report(records: list[RunRecord], ui_url: str = "http://127.0.0.1:5000"
     columns = ("micro_f1", "macro_f1", "hier_f1", "macro_f1_tail", "inconsistency_ratio",
                *[f"macro_f1_level_{k}" for k in levels])
     rows = leaderboard(records, columns)
+    dev_rows = leaderboard(records, ("dev_micro_f1",))
     if significance:
         from hmtc_bench.leaderboard import mark_significance
         mark_significance(rows)
@@ -111,6 +178,14 @@ def build_report(records: list[RunRecord], ui_url: str = "http://127.0.0.1:5000"
                      f"src='{png_data_uri(_level_figure(dataset_rows, palette))}'>")
         parts.append(f"<img alt='macro-F1 against fit time' "
                      f"src='{png_data_uri(_speed_figure(dataset_rows, palette))}'>")
+        if len({r["decode"] for r in dataset_rows}) > 1:
+            parts.append("<h3>Decoding: the fixed threshold 0.5 against the decoding chosen "
+                         "on dev</h3>")
+            parts.append(f"<div class='table'>{decoding_table(dataset_rows, dev_rows)}</div>")
+        curves = threshold_curves(records, dataset_rows)
+        if curves:
+            parts.append(f"<img alt='micro-F1 against the threshold' src='"
+                         f"{png_data_uri(threshold_figure(curves, title=dataset))}'>")
         links = []
         for row in dataset_rows:
             runs = " ".join(

@@ -21,6 +21,7 @@ import numpy as np
 from hmtc_bench import progress, shared_work
 from hmtc_bench.data import Dataset, load_dataset
 from hmtc_bench.evaluation import DEFAULT_POLICY, DEFAULT_THRESHOLD, evaluate
+from hmtc_bench.evaluation.metrics import macro_f1, micro_f1, threshold_curve
 from hmtc_bench.errors import HMTCError, ParameterError, StoreError
 from hmtc_bench.methods import MethodInfo, inspect_method
 from hmtc_bench.methods.params import SEED, THRESHOLD
@@ -227,7 +228,12 @@ def _fit_and_evaluate(estimator, data: Dataset, records: list[RunRecord], thresh
         record.training = training
     _say(f"  fitted in {fit_seconds:.1f} s; predicting {len(data.test)} test documents ...",
          quiet)
-    decoders = fit_decoders(estimator, data, [r.decode for r in records], threshold, quiet)
+    dev_proba = None
+    if len(data.dev):    # the decoders fitted on dev, and each decoding's dev scores
+        _say(f"  predicting {len(data.dev)} dev documents ...", quiet)
+        dev_proba = estimator.predict_proba(data.dev.texts)
+    decoders = fit_decoders(estimator, data, [r.decode for r in records], threshold, quiet,
+                            dev_proba=dev_proba)
     start = time.perf_counter()
     with shared_work.ledger() as reused_predict:
         proba = estimator.predict_proba(data.test.texts)
@@ -244,6 +250,11 @@ def _fit_and_evaluate(estimator, data: Dataset, records: list[RunRecord], thresh
         record.decode_params = decoder_params(decoder)
         record.metrics = evaluate(data.test.Y, predicted, data.hierarchy, train_counts,
                                   proba=proba)
+        if dev_proba is not None:    # on dev: what a user may choose a decoding by
+            on_dev = decoder(dev_proba)
+            record.metrics["dev_micro_f1"] = micro_f1(data.dev.Y, on_dev)
+            record.metrics["dev_macro_f1"] = macro_f1(data.dev.Y, on_dev)
+        record.threshold_curve = threshold_curve(data.test.Y, proba)
         record.fit_seconds, record.predict_seconds = fit_seconds, predict_seconds
         record.peak_memory_mb = peak_memory_mb()
         record.status = "finished"
@@ -264,12 +275,13 @@ def worker_info(estimator) -> dict:
 
 
 def fit_decoders(estimator, data: Dataset, policies: list[str], threshold: float,
-                 quiet: bool = True) -> dict:
+                 quiet: bool = True, dev_proba=None) -> dict:
     """The decoder of each policy; those fitted on dev (``decoding.FITTED``) from the
-    estimator's dev scores and the dev labels: never the test split's."""
+    estimator's dev scores (``dev_proba``, predicted here when not given) and the dev
+    labels: never the test split's."""
     from hmtc_bench.evaluation.decoding import FITTED, fit_decoder, parse_policy
-    dev_proba = None
-    if any(parse_policy(p)[0] in FITTED for p in policies) and len(data.dev):
+    if dev_proba is None and any(parse_policy(p)[0] in FITTED for p in policies) \
+            and len(data.dev):
         _say(f"  predicting {len(data.dev)} dev documents to fit the decoding ...", quiet)
         dev_proba = estimator.predict_proba(data.dev.texts)
     return {policy: fit_decoder(policy, data.hierarchy, threshold, dev_proba,

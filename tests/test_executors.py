@@ -81,6 +81,51 @@ def test_processes_timeout_is_recorded_and_rerun_completes(tmp_path):
     assert len(metrics(uri)) == 12
 
 
+def _workers_of(pid: int) -> list[int]:
+    """The hmtc-bench worker processes whose driver was ``pid`` (by their command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if b"multiprocessing.forkserver" in command and "State:\tZ" not in status:
+            found.append(int(entry.name))
+    return found
+
+
+def test_processes_workers_exit_when_the_driver_is_killed(tmp_path):
+    """SIGKILL the driver of a processes grid mid-grid: its workers exit by themselves."""
+    import signal
+    grid_file = write(tmp_path / "g.yaml", GRID)
+    before = set(_workers_of(0))
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "hmtc_bench.cli", "bench", str(grid_file), "--executor",
+         "processes", "--workers", "2", "--tracking-uri", f"sqlite:///{tmp_path / 'k.db'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(set(_workers_of(0)) - before) < 3:
+            time.sleep(0.2)          # the forkserver and two workers
+        assert len(set(_workers_of(0)) - before) >= 3
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and set(_workers_of(0)) - before:
+            time.sleep(0.2)
+        left = set(_workers_of(0)) - before
+        assert not left, f"workers left running: {sorted(left)}"
+    finally:
+        for pid in set(_workers_of(0)) - before:
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
+        if driver.poll() is None:
+            driver.kill()
+
+
 def test_executor_options_refused_before_any_work(tmp_path):
     from hmtc_bench.errors import ParameterError
     for options, message in [

@@ -141,3 +141,17 @@ def test_lca_f1_on_textbook_cases():
     assert (p, r) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
     assert exact_match(h.encode([["A", "A1", "A1a"], ["B"]]),
                        h.encode([["A1a"], ["B", "B1"]]), h) == 0.5   # closed, then equal
+
+
+def test_threshold_curve_is_micro_f1_at_each_threshold():
+    from sklearn.metrics import f1_score
+
+    from hmtc_bench.evaluation.metrics import CURVE_THRESHOLDS, threshold_curve
+    rng = np.random.default_rng(3)
+    proba = rng.random((80, 9))
+    truth = rng.random((80, 9)) < 0.25
+    curve = threshold_curve(sp.csr_matrix(truth), proba)
+    assert list(curve) == [f"{t:.2f}" for t in CURVE_THRESHOLDS]
+    for t in CURVE_THRESHOLDS:
+        expected = f1_score(truth, proba >= t, average="micro", zero_division=0)
+        assert curve[f"{t:.2f}"] == pytest.approx(expected)

@@ -71,3 +71,32 @@ def test_report_with_significance_ranks_methods_across_datasets(tmp_path):
     datasets, methods, table = rank_table(
         __import__("hmtc_bench.leaderboard", fromlist=["x"]).leaderboard(records))
     assert methods == ["fair", "good", "poor"] and len(datasets) == 3
+
+
+def test_decoding_chosen_on_dev_beside_the_fixed_threshold_and_threshold_curves(tmp_path):
+    """Per configuration: micro-/macro-F1 at 0.5 beside those of the decoding with the best
+    dev micro-F1; one figure of micro-F1 against the threshold per dataset."""
+    from hmtc_bench.leaderboard import leaderboard
+    from hmtc_bench.report import decoding_rows, threshold_curves
+    from hmtc_bench.runner import run_decodings
+    from hmtc_bench.tracking import Store
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    for seed in (0, 1):
+        run_decodings("flat-logreg", "synthetic", seed, {"max_features": 2000},
+                      ["threshold", "top-down", "tuned"], 0.5, store, quiet=True)
+    records = store.records()
+    rows = leaderboard(records)
+    [row] = decoding_rows(rows, leaderboard(records, ("dev_micro_f1",)))
+    by_policy = {}
+    for record in records:
+        by_policy.setdefault(record.decode, []).append(record.metrics["dev_micro_f1"])
+    best = max(by_policy, key=lambda p: sum(by_policy[p]) / 2)
+    assert row["chosen"]["decode"] == best
+    assert row["chosen_dev"] == pytest.approx(sum(by_policy[best]) / 2)
+    assert row["fixed"]["decode"] == "threshold"
+    [(name, curve)] = threshold_curves(records, rows)
+    assert name == "flat-logreg" and len(curve) == 19
+    at_half = [r.metrics["micro_f1"] for r in records if r.decode == "threshold"]
+    assert curve["0.50"] == pytest.approx(sum(at_half) / 2)
+    html = build_report(records)
+    assert "decoding chosen on dev" in html and "micro-F1 against the threshold" in html

@@ -245,3 +245,22 @@ def test_a_retry_after_its_first_attempt_finished_counts_the_cell_finished(tmp_p
     assert {r["run_id"] for r in retry["records"]} == {r["run_id"] for r in first["records"]}
     assert run_cell(cell("grid-2:0"), data, results="worker")["taken"]
     assert sum(r.finished for r in Store(uri).records()) == 2
+
+
+def test_records_carry_dev_scores_and_the_threshold_curve(tmp_path):
+    """Every decoding's dev micro-/macro-F1 (what a user may choose a decoder by) and the
+    test micro-F1 against the threshold, through the store and back."""
+    from hmtc_bench.runner import run_decodings
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    records = run_decodings("flat-svm", "synthetic", 0, {"max_features": 2000},
+                            ["threshold", "tuned"], 0.5, Store(uri), quiet=True)
+    by_policy = {r.decode: r for r in records}
+    plain = by_policy["threshold"]
+    assert plain.threshold_curve["0.50"] == pytest.approx(plain.metrics["micro_f1"])
+    assert plain.threshold_curve == by_policy["tuned"].threshold_curve
+    # tuned thresholds are fitted on dev: there they do at least as well as 0.5
+    assert by_policy["tuned"].metrics["dev_micro_f1"] >= plain.metrics["dev_micro_f1"] - 0.02
+    back = {r.decode: r for r in Store(uri).records()}
+    assert back["threshold"].threshold_curve == pytest.approx(plain.threshold_curve)
+    assert back["tuned"].metrics["dev_macro_f1"] == pytest.approx(
+        by_policy["tuned"].metrics["dev_macro_f1"])

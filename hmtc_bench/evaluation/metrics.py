@@ -210,6 +210,24 @@ def inconsistency(Y_pred, hierarchy: LabelHierarchy) -> tuple[float, float]:
     return float(bad.sum() / n_labels), float(len(docs) / P.shape[0])
 
 
+CURVE_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))   # 0.05 .. 0.95
+
+
+def threshold_curve(Y_true, proba: np.ndarray) -> dict[str, float]:
+    """Micro-F1 of the scores thresholded (``proba >= t``, the ``threshold`` policy) at each
+    t of ``CURVE_THRESHOLDS``: keys ``"0.05"`` .. ``"0.95"``."""
+    Yt = _csr(Y_true)
+    scores = np.asarray(proba)
+    true = Yt.sum()
+    rows = np.repeat(np.arange(Yt.shape[0]), np.diff(Yt.indptr))
+    gold = scores[rows, Yt.indices]          # each gold label's score
+    curve = {}
+    for t in CURVE_THRESHOLDS:
+        tp = int((gold >= t).sum())
+        curve[f"{t:.2f}"] = float(_f1(tp, int((scores >= t).sum()), true))
+    return curve
+
+
 def frequency_buckets(train_counts: np.ndarray) -> dict[str, np.ndarray]:
     """Split labels into head / torso / tail thirds by training frequency (ties stay
     together by sorting stably on count, most frequent first)."""

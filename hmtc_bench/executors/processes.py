@@ -6,7 +6,9 @@ its own inbox; the driver hands a cell to an idle worker and reads results from 
 outbox. A worker reads each dataset once from its path (``cells.worker_data``) and runs
 cells one after another, its BLAS and torch threads limited to the cell's cores. A worker
 that dies while fitting is replaced and its cell retried (``max_retries``); one that runs a
-cell past ``cell_timeout`` is killed, replaced, and the cell recorded failed.
+cell past ``cell_timeout`` is killed, replaced, and the cell recorded failed. A worker whose
+driver is gone (killed, even with SIGKILL) exits within ``WATCH_SECONDS``: no cell runs on
+for nobody.
 """
 
 from __future__ import annotations
@@ -14,13 +16,29 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import threading
 import time
 
+WATCH_SECONDS = 2.0
 
-def _worker_main(inbox, outbox, results: str) -> None:
+
+def _watch_driver(driver: int) -> None:
+    """Exit this worker as soon as process ``driver`` is gone (a daemon thread)."""
+    from hmtc_bench.tracking.liveness import pid_alive
+
+    def watch():
+        while pid_alive(driver):
+            time.sleep(WATCH_SECONDS)
+        os._exit(3)
+    threading.Thread(target=watch, daemon=True, name="hmtc-bench-driver-watch").start()
+
+
+def _worker_main(inbox, outbox, results: str, driver: int | None = None) -> None:
     """A worker's loop: cells from ``inbox`` until None, outcomes to ``outbox``."""
     from hmtc_bench.executors.cells import (cpu_threads, run_cell, share_work, worker_data,
                                             worker_name)
+    if driver is not None:
+        _watch_driver(driver)
     share_work()
     while True:
         cell = inbox.get()
@@ -69,7 +87,8 @@ class ProcessPool:
     def _spawn(self, slot: _Slot) -> None:
         slot.inbox = self.context.Queue()
         slot.process = self.context.Process(
-            target=_worker_main, args=(slot.inbox, self.outbox, self.options.results),
+            target=_worker_main,
+            args=(slot.inbox, self.outbox, self.options.results, os.getpid()),
             daemon=True, name="hmtc-bench-worker")
         slot.process.start()
         slot.cell = None

@@ -11,8 +11,9 @@ One experiment per dataset name, ``hmtc-bench/<dataset>``. A run is written in t
   ``status=running``;
 * when it ends (``end_metrics``, ``end_tags``): every finite number of ``metrics``, the
   timings and a neural method's per-epoch curves (``training.train_loss``,
-  ``training.dev_micro_f1``, ``training.seconds``: one step per epoch) as metrics; the error
-  and the training summary (``training.*``) and where the run ran (``worker.node``,
+  ``training.dev_micro_f1``, ``training.seconds``: one step per epoch) as metrics; the
+  error, the test micro-F1 against the threshold (``threshold_curve``, JSON) and the training
+  summary (``training.*``) and where the run ran (``worker.node``,
   ``worker.device``, ``worker.gpu``, ``worker.executor``, ``worker.process``;
   ``worker.reused_s``: seconds of shared work counted in its times, ``shared_work``) as
   tags; then the artifacts (``record.json``, ``per_level_f1.png``); then ``status`` (finished or
@@ -87,6 +88,8 @@ def end_tags(record: RunRecord):
                      if record.training.get(k) is not None})
     if record.decode_params is not None:
         tags["decode_params"] = decode_params_tag(record.decode_params)
+    if record.threshold_curve is not None:
+        tags["threshold_curve"] = json.dumps(record.threshold_curve, sort_keys=True)
     tags.update({WORKER_PREFIX + k: str(v)[:MAX_TAG] for k, v in (record.worker or {}).items()})
     return [RunTag(k, v) for k, v in tags.items()]
 
@@ -124,6 +127,8 @@ def record_of(run) -> RunRecord:
         metrics=metrics,
         training=_training_of(tags),
         decode_params=json.loads(tags["decode_params"]) if "decode_params" in tags else None,
+        threshold_curve=(json.loads(tags["threshold_curve"]) if "threshold_curve" in tags
+                         else None),
         worker={k[len(WORKER_PREFIX):]: v for k, v in tags.items()
                 if k.startswith(WORKER_PREFIX)} or None,
         split_seed=int(tags["split_seed"]) if tags.get("split_seed") else None,
