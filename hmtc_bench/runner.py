@@ -21,6 +21,7 @@ import numpy as np
 from hmtc_bench import progress, shared_work
 from hmtc_bench.data import Dataset, load_dataset
 from hmtc_bench.evaluation import DEFAULT_POLICY, DEFAULT_THRESHOLD, evaluate
+from hmtc_bench.evaluation.decoding import dev_predictions
 from hmtc_bench.evaluation.metrics import macro_f1, micro_f1, threshold_curve
 from hmtc_bench.errors import HMTCError, ParameterError, StoreError
 from hmtc_bench.methods import MethodInfo, inspect_method
@@ -251,7 +252,8 @@ def _fit_and_evaluate(estimator, data: Dataset, records: list[RunRecord], thresh
         record.metrics = evaluate(data.test.Y, predicted, data.hierarchy, train_counts,
                                   proba=proba)
         if dev_proba is not None:    # on dev: what a user may choose a decoding by
-            on_dev = decoder(dev_proba)
+            on_dev = dev_predictions(record.decode, data.hierarchy, threshold, dev_proba,
+                                     data.dev.Y)
             record.metrics["dev_micro_f1"] = micro_f1(data.dev.Y, on_dev)
             record.metrics["dev_macro_f1"] = macro_f1(data.dev.Y, on_dev)
         record.threshold_curve = threshold_curve(data.test.Y, proba)

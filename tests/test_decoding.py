@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from hmtc_bench.evaluation import decode
 from hmtc_bench.evaluation.metrics import inconsistency
@@ -134,3 +135,24 @@ def test_hierarchical_policies_are_consistent_on_random_scores(synthetic, policy
     h = synthetic.hierarchy
     P = np.random.default_rng(1).random((200, len(h)))
     assert inconsistency(decode(P, h, policy), h) == (0.0, 0.0)
+
+
+def test_dev_predictions_of_fitted_policies_are_cross_fitted():
+    """A dev row's prediction under a policy fitted on dev never depends on that row's own
+    labels (each half is decoded by thresholds fitted on the other half)."""
+    from hmtc_bench.data import load_dataset
+    from hmtc_bench.evaluation.decoding import dev_predictions
+    data = load_dataset("synthetic")
+    rng = np.random.default_rng(1)
+    P = np.clip(data.dev.Y.toarray() * 0.35 + rng.random(data.dev.Y.shape) * 0.6, 0, 1)
+    order = np.random.default_rng(0).permutation(P.shape[0])
+    first = np.sort(np.array_split(order, 2)[0])
+    changed = data.dev.Y.tolil()
+    for i in first:                 # the first half's labels scrambled
+        changed[i] = data.dev.Y[rng.integers(P.shape[0])].toarray()
+    for policy in ("tuned", "tuned-global"):
+        a = dev_predictions(policy, data.hierarchy, 0.5, P, data.dev.Y)
+        b = dev_predictions(policy, data.hierarchy, 0.5, P, changed.tocsr())
+        assert (a[first] != b[first]).nnz == 0
+    plain = dev_predictions("threshold", data.hierarchy, 0.5, P, data.dev.Y)
+    assert (plain != sp.csr_matrix(P >= 0.5, dtype=np.int8)).nnz == 0

@@ -149,6 +149,27 @@ def fit_decoder(policy: str, hierarchy: LabelHierarchy, threshold: float = DEFAU
     return decoder
 
 
+def dev_predictions(policy: str, hierarchy: LabelHierarchy, threshold: float, dev_proba,
+                    dev_Y, folds: int = 2) -> sp.csr_matrix:
+    """What ``policy`` predicts on dev, honestly: a policy fitted on dev (``FITTED``) is
+    cross-fitted (fitted on the other folds of a fixed random partition of the dev rows,
+    applied to each fold), so that its dev score does not reward fitting on the very rows
+    it is scored on; any other policy is applied as it is."""
+    name, _ = parse_policy(policy)
+    P = np.asarray(dev_proba)
+    if name not in FITTED:
+        return Decoder(policy, hierarchy, threshold)(P)
+    Y = sp.csr_matrix(dev_Y)
+    order = np.random.default_rng(0).permutation(P.shape[0])
+    parts = [np.sort(part) for part in np.array_split(order, folds)]
+    out = sp.lil_matrix(P.shape, dtype=np.int8)
+    for k, part in enumerate(parts):
+        rest = np.sort(np.concatenate([p for i, p in enumerate(parts) if i != k]))
+        decoder = fit_decoder(policy, hierarchy, threshold, P[rest], Y[rest])
+        out[part] = decoder(P[part])
+    return out.tocsr()
+
+
 def best_threshold(scores: np.ndarray, truth: np.ndarray,
                    default: float = DEFAULT_THRESHOLD) -> tuple[float, float]:
     """(threshold, F1): the cut of ``scores`` that maximises the F1 of accepting
