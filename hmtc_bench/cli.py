@@ -330,9 +330,11 @@ def tune(
         help="Refit each chosen configuration for the grid's seeds and evaluate on test.")]
         = True,
     executor: Annotated[str, typer.Option(
-        help="Where the refits run (serial, processes, ray); trials run here, one after "
-             "another.")] = "serial",
-    workers: Annotated[Optional[int], typer.Option(help="processes: how many workers.")] = None,
+        help="Where the trials and the refits run: serial (here, one after another), "
+             "processes or ray (trials in batches of --workers, one task each).")] = "serial",
+    workers: Annotated[Optional[int], typer.Option(
+        help="processes / ray: how many workers, and the trials of one batch (default: the "
+             "cores).")] = None,
     ray_address: Annotated[Optional[str], typer.Option(help="ray: the cluster.")] = None,
 ):
     """Tune every method of a grid on each dataset with N trials chosen on dev (Optuna TPE,

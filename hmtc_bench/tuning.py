@@ -29,12 +29,20 @@ configuration under the same name is refused.
 counts toward N, so every method gets the same budget) are read back and given to the
 sampler; a trial whose process is gone is marked killed and run again. The sampler of
 trial ``t`` is seeded with ``(seed, t)`` and sees the same history, so an interrupted
-study proposes what the uninterrupted one would have. Trials run one after another in this
-process; the refits run on the chosen executor.
+study proposes what the uninterrupted one would have.
+
+**Where trials run.** In batches of B trials: B = 1 on the serial executor (in this
+process), the executor's workers otherwise (``--workers``, default the cores), each trial
+one task of the processes or Ray executor (``hmtc_bench.executors``: retries of lost
+workers, ``--cell-timeout``; a trial lost for good counts as failed). Trial ``t`` is
+proposed and pruned from the trials before its batch (trials ``0 .. B*floor(t/B) - 1``), so
+a batch's trials are independent, and a resumed study with the same B proposes the same.
+The refits run on the same executor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -84,6 +92,7 @@ class Trial:
     fit_seconds: float | None = None
     error: str | None = None
     run_id: str | None = None
+    scores: dict = field(default_factory=dict)    # every dev metric of a complete trial
 
 
 @dataclass
@@ -158,33 +167,142 @@ def dev_digest(data) -> str:
 
 
 # ---------------------------------------------------------------------- one study
+@dataclass
+class TrialTask:
+    """One trial as a task of the executors (``hmtc_bench.executors``): run in a worker by
+    ``run``; the fields the executors read are those of a grid cell."""
+
+    index: int                      # the trial number
+    spec: StudySpec
+    params: dict
+    history: list                   # the trials its proposal and pruning saw
+    split_seed: int | None = None
+    strict: bool = False
+    dag: bool = False
+    resources: dict = field(default_factory=dict)
+    label: str = ""
+    run_id: str | None = None
+
+    @property
+    def dataset(self) -> str:
+        return self.spec.dataset
+
+    @property
+    def data_key(self) -> tuple:
+        return (self.spec.dataset, self.split_seed, self.strict, self.dag)
+
+    def run(self, data, on_step=None) -> dict:
+        """Fit and score the trial on ``data`` (train and dev); ``{"trial": {...}}``."""
+        from hmtc_bench.executors.cells import worker_name
+        study = _optuna_study(self.spec, self.history, self.index)
+        study.enqueue_trial(self.params)
+        trial = study.ask(fixed_distributions=_distributions(self.spec))
+        result = _fit_trial(self.spec, data, trial, self.params, on_step)
+        result.number = self.index      # optuna numbers it after the history it was given
+        return {"trial": dataclasses.asdict(result), "worker": worker_name()}
+
+
+def _distributions(spec: StudySpec) -> dict:
+    return {k: v.distribution() for k, v in spec.space.items()}
+
+
+def batch_size(executor) -> int:
+    """How many trials run at once: 1 here, else the executor's workers (default: the
+    cores)."""
+    import os
+    if executor is None or executor.executor == "serial":
+        return 1
+    return executor.workers or os.cpu_count() or 1
+
+
 def run_study(spec: StudySpec, data, store, say=progress.say, quiet: bool = False,
-              stop_after: int | None = None) -> StudyResult:
+              stop_after: int | None = None, executor=None,
+              resources: dict | None = None) -> StudyResult:
     """Run the missing trials of ``spec`` on ``data`` (train and dev only), logging to
-    ``store``; returns every trial. ``stop_after``: run at most this many new trials (for
-    tests of resumption)."""
+    ``store``; returns every trial. Trials run in batches of ``batch_size(executor)``: trial
+    ``t`` is proposed (and pruned) from the finished trials before its batch, so a study
+    proposes the same whatever was interrupted, as long as the batch size stays. With an
+    executor other than serial the trials of a batch run on its workers, one task each.
+    ``stop_after``: run at most this many new trials (for tests of resumption)."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if len(data.dev) == 0:
         raise ParameterError(f"{data.name}: tuning chooses on the dev split, and it has none")
-    writer = _StudyLog(store, spec, study_key(spec, data))
-    history = writer.read()
-    new = 0
-    while len(history) < spec.trials and (stop_after is None or new < stop_after):
-        number = len(history)
-        study = _optuna_study(spec, history, number)
-        trial = study.ask(fixed_distributions={k: v.distribution()
-                                               for k, v in spec.space.items()})
-        params = dict(trial.params)
-        run_id = writer.start(number, params)
-        say(f"{spec.name}: trial {number + 1}/{spec.trials} {_show(params)}", not quiet)
-        done = _run_trial(spec, data, trial, params, writer, run_id)
-        history.append(done)
-        new += 1
-        shown = "—" if done.value is None else f"{done.value:.4f}"
-        say(f"  {done.state}: dev {spec.metric} {shown} ({done.fit_seconds or 0:.1f} s)"
-            + (f": {done.error}" if done.error else ""), not quiet)
-    return StudyResult(spec, history)
+    width = batch_size(executor)
+    writer = _StudyLog(store, spec, study_key(spec, data), width)
+    done = writer.read()
+    todo = [t for t in range(spec.trials) if t not in done]
+    if stop_after is not None:
+        todo = todo[:stop_after]
+    backend = None
+    try:
+        for start in sorted({t // width * width for t in todo}):
+            base = [done[i] for i in range(start)]
+            tasks = []
+            for number in (t for t in todo if start <= t < start + width):
+                params = _propose(spec, base, number)
+                task = TrialTask(index=number, spec=spec, params=params, history=base,
+                                 split_seed=data.split_seed, resources=resources or {},
+                                 label=f"{spec.name} trial {number}")
+                task.run_id = writer.start(number, params)
+                say(f"{spec.name}: trial {number + 1}/{spec.trials} {_show(params)}",
+                    not quiet)
+                tasks.append(task)
+            if width == 1:
+                results = [_run_here(task, data, writer) for task in tasks]
+            else:
+                if backend is None:
+                    from hmtc_bench.executors import make_backend
+                    backend = make_backend(executor)
+                    backend.start(tasks)
+                results = _run_there(backend, tasks, writer)
+            for task, result in zip(tasks, results):
+                writer.finish(result, logged_steps=width == 1)
+                done[result.number] = result
+                shown = "—" if result.value is None else f"{result.value:.4f}"
+                say(f"  trial {result.number + 1}: {result.state}, dev {spec.metric} {shown} "
+                    f"({result.fit_seconds or 0:.1f} s)"
+                    + (f": {result.error}" if result.error else ""), not quiet)
+    finally:
+        if backend is not None:
+            backend.close()
+    return StudyResult(spec, [done[t] for t in sorted(done)])
+
+
+def _propose(spec: StudySpec, history: list, number: int) -> dict:
+    """Trial ``number``'s parameters: the seeded sampler after ``history``."""
+    study = _optuna_study(spec, history, number)
+    return dict(study.ask(fixed_distributions=_distributions(spec)).params)
+
+
+def _run_here(task: TrialTask, data, writer) -> Trial:
+    with writer.heartbeat(task.run_id):
+        outcome = task.run(data, on_step=lambda e, v: writer.step(task.run_id, e, v))
+    return dataclasses.replace(Trial(**outcome["trial"]), run_id=task.run_id)
+
+
+def _run_there(backend, tasks: list, writer) -> list[Trial]:
+    """The tasks on the executor's workers, their runs' heartbeats kept by this process."""
+    from hmtc_bench.tracking.liveness import HEARTBEAT_SECONDS
+    by_index = {task.index: task for task in tasks}
+    pending, results = list(tasks), {}
+    last_beat = time.monotonic()
+    while pending or backend.in_flight():
+        while pending and backend.has_room():
+            backend.submit(pending.pop(0))
+        for index, outcome in backend.poll(timeout=0.5):
+            task = by_index[index]
+            if "trial" in outcome:
+                results[index] = Trial(**outcome["trial"])
+            else:              # lost or timed out: a failed trial
+                results[index] = Trial(number=index, state="failed", params=task.params,
+                                       error=outcome.get("error") or "no result came back")
+            results[index].run_id = task.run_id
+        if time.monotonic() - last_beat > HEARTBEAT_SECONDS:
+            last_beat = time.monotonic()
+            for index in backend.running_indices():
+                writer.beat(by_index[index].run_id)
+    return [results[task.index] for task in tasks]
 
 
 def _optuna_study(spec: StudySpec, history: list[Trial], number: int):
@@ -197,7 +315,7 @@ def _optuna_study(spec: StudySpec, history: list[Trial], number: int):
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS,
                                          n_warmup_steps=PRUNE_FROM_EPOCH - 1)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
-    distributions = {k: v.distribution() for k, v in spec.space.items()}
+    distributions = _distributions(spec)
     states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
               "failed": TrialState.FAIL}
     for past in history:
@@ -208,8 +326,8 @@ def _optuna_study(spec: StudySpec, history: list[Trial], number: int):
     return study
 
 
-def _run_trial(spec: StudySpec, data, trial, params: dict, writer, run_id: str) -> Trial:
-    """Fit one trial and score it on dev; the result is logged before it is returned."""
+def _fit_trial(spec: StudySpec, data, trial, params: dict, on_step=None) -> Trial:
+    """Fit one trial and score it on dev (``on_step(epoch, score)`` after each epoch)."""
     import optuna
 
     from hmtc_bench.evaluation.decoding import decode
@@ -220,17 +338,17 @@ def _run_trial(spec: StudySpec, data, trial, params: dict, writer, run_id: str) 
 
     def watch(epoch: int, score: float) -> None:
         steps[epoch] = float(score)
-        writer.step(run_id, epoch, score)
+        if on_step is not None:
+            on_step(epoch, score)
         trial.report(float(score), epoch)
         if trial.should_prune():
             raise optuna.TrialPruned()
 
-    result = Trial(number=trial.number, state="failed", params=params, steps=steps,
-                   run_id=run_id)
+    result = Trial(number=trial.number, state="failed", params=params, steps=steps)
     start = time.perf_counter()
     try:
         estimator = inspect_method(spec.method).build({**spec.params, **params}, spec.seed)
-        with writer.heartbeat(run_id), reporting_epochs(watch), progress.quiet():
+        with reporting_epochs(watch), progress.quiet():
             estimator.fit(data.train.texts, data.train.Y, data.hierarchy,
                           dev=(data.dev.texts, data.dev.Y))
             proba = estimator.predict_proba(data.dev.texts)
@@ -238,7 +356,7 @@ def _run_trial(spec: StudySpec, data, trial, params: dict, writer, run_id: str) 
         scores = evaluate(data.dev.Y, predicted, data.hierarchy)
         result.value = float(scores[spec.metric])
         result.state = "complete" if math.isfinite(result.value) else "failed"
-        result.scores = scores
+        result.scores = {k: float(v) for k, v in scores.items()}
     except optuna.TrialPruned:
         result.state = "pruned"
     except (KeyboardInterrupt, SystemExit):
@@ -246,7 +364,6 @@ def _run_trial(spec: StudySpec, data, trial, params: dict, writer, run_id: str) 
     except Exception as err:      # a failed trial counts toward the budget, recorded
         result.error = f"{type(err).__name__}: {err}"
     result.fit_seconds = time.perf_counter() - start
-    writer.finish(result, getattr(result, "scores", {}))
     return result
 
 
@@ -259,9 +376,10 @@ def _show(params: dict) -> str:
 class _StudyLog:
     """A study's trials as runs of the experiment ``hmtc-bench-study/<name>``."""
 
-    def __init__(self, store, spec: StudySpec, key: str):
+    def __init__(self, store, spec: StudySpec, key: str, width: int = 1):
         from hmtc_bench.tracking.store import retry
         self.store, self.spec, self.key, self.retry = store, spec, key, retry
+        self.width = width
         store.check()
         client = store.client
         name = STUDY_PREFIX + spec.name
@@ -281,8 +399,8 @@ class _StudyLog:
                     "threshold, seed or number of trials changed); give the grid another "
                     "name to start a new study")
 
-    def read(self) -> list[Trial]:
-        """The finished trials (in trial order); stale running ones marked killed."""
+    def read(self) -> dict[int, Trial]:
+        """The finished trials by number; stale running ones marked killed."""
         from hmtc_bench.tracking.liveness import is_stale
         client = self.store.client
         runs = self.retry(lambda: client.search_runs([self.experiment_id],
@@ -310,11 +428,7 @@ class _StudyLog:
                     raise StudyBusy(f"study {self.spec.name}: trial {number} is being run by "
                                     f"{tags.get('host')}:{tags.get('pid')}; wait for it or "
                                     "stop it")
-        ordered = [trials[n] for n in sorted(trials)]
-        if [t.number for t in ordered] != list(range(len(ordered))):
-            raise HMTCError(f"study {self.spec.name}: trials {[t.number for t in ordered]} "
-                            "are not numbered 0.. without gaps (the store was edited?)")
-        return ordered
+        return trials
 
     def start(self, number: int, params: dict) -> str:
         import os
@@ -323,6 +437,7 @@ class _StudyLog:
         client = self.store.client
         tags = {"mlflow.runName": f"trial {number}", "trial": str(number), "state": "running",
                 "study": self.spec.name, "study_key": self.key, "method": self.spec.method,
+                "batch": str(self.width),
                 "host": socket.gethostname(), "pid": str(os.getpid()),
                 "heartbeat": str(int(time.time()))}
         run = self.retry(lambda: client.create_run(self.experiment_id, tags=tags))
@@ -336,6 +451,10 @@ class _StudyLog:
         client = self.store.client
         self.retry(lambda: client.log_metric(run_id, "dev_score", float(score), step=epoch))
 
+    def beat(self, run_id: str) -> None:
+        client = self.store.client
+        self.retry(lambda: client.set_tag(run_id, "heartbeat", str(int(time.time()))), 10)
+
     def heartbeat(self, run_id: str):
         from hmtc_bench.tracking.liveness import Heartbeat
         client = self.store.client
@@ -344,11 +463,15 @@ class _StudyLog:
             self.retry(lambda: client.set_tag(run, "heartbeat", str(int(now))), 10)
         return Heartbeat(write, [run_id])
 
-    def finish(self, trial: Trial, scores: dict) -> None:
+    def finish(self, trial: Trial, logged_steps: bool = True) -> None:
+        """Write a trial's end (``logged_steps`` false: its per-epoch scores too), then its
+        state, last."""
         from mlflow.entities import Metric, RunTag
         client = self.store.client
-        metrics = [Metric("dev_" + k, float(v), 0, 0) for k, v in scores.items()
+        metrics = [Metric("dev_" + k, float(v), 0, 0) for k, v in trial.scores.items()
                    if isinstance(v, (int, float)) and math.isfinite(v)]
+        if not logged_steps:
+            metrics += [Metric("dev_score", float(v), 0, int(k)) for k, v in trial.steps.items()]
         if trial.value is not None and math.isfinite(trial.value):
             metrics.append(Metric("value", trial.value, 0, 0))
         metrics.append(Metric("fit_seconds", float(trial.fit_seconds or 0.0), 0, 0))
@@ -396,7 +519,10 @@ def tune_grid(grid, trials: int, store, metric: str = "micro_f1", quiet: bool = 
     for spec in specs:
         if spec.dataset not in loaded:   # one corpus in memory at a time (grid order)
             loaded = {spec.dataset: trial_data(spec.dataset, grid, spec.seed, strict, dag)}
-        results.append(run_study(spec, loaded[spec.dataset], store, quiet=quiet))
+        from hmtc_bench.methods import inspect_method
+        resources = inspect_method(spec.method).build(spec.params).resources()
+        results.append(run_study(spec, loaded[spec.dataset], store, quiet=quiet,
+                                 executor=executor, resources=resources))
         best = results[-1].best
         progress.say(f"{spec.name}: chose trial {best.number} (dev {metric} {best.value:.4f}): "
                      f"{_show(best.params)}" if best else f"{spec.name}: no trial finished",

@@ -96,7 +96,8 @@ def test_killed_grid_resumes_without_repeating(tmp_path):
     result = CliRunner().invoke(app, ["report", "--output", str(report), "--tracking-uri", uri])
     assert result.exit_code == 0, result.output
     html = report.read_text()
-    assert html.count("data:image/png;base64,") == 2 and "/runs/" in html
+    assert html.count("data:image/png;base64,") == 3 and "/runs/" in html
+    assert "alt='micro-F1 against the threshold'" in html
 
 
 def test_dry_run_lists_the_cells_still_to_run(tmp_path):

@@ -45,9 +45,9 @@ def test_memory_limit_keeps_nothing_too_large(monkeypatch):
 
 
 def test_grid_shares_tfidf_across_methods_and_seeds(tmp_path, synthetic):
-    """Two classical methods x 2 seeds on one corpus: one vectorization of the training texts
-    and one of the test texts, the metrics equal to fits on their own, and the reused
-    seconds counted in the records' fit times."""
+    """Two classical methods x 2 seeds on one corpus: one vectorization each of the training,
+    dev (scored for the dev-chosen decoding) and test texts, the metrics equal to fits on
+    their own, and the reused seconds counted in the records' fit times."""
     grid_file = tmp_path / "grid.yaml"
     grid_file.write_text("name: shared\ndatasets: [synthetic]\nseeds: [0, 1]\n"
                          "decode: [threshold]\nmethods: [flat-logreg, local-node]\n")
@@ -57,7 +57,7 @@ def test_grid_shares_tfidf_across_methods_and_seeds(tmp_path, synthetic):
     assert counts["finished"] == 4 and not counts["failed"]
     computed = shared_work.STATS["computed"] - before["computed"]
     reused = shared_work.STATS["reused"] - before["reused"]
-    assert computed == 2 and reused == 6     # (train matrix + test matrix), 3 reuses each
+    assert computed == 3 and reused == 9     # train, dev and test matrices, 3 reuses each
     records = {(r.method, r.seed): r for r in store.records()}
     assert sum("reused_s" in (r.worker or {}) for r in records.values()) == 3
     for (method, seed), record in records.items():

@@ -218,3 +218,29 @@ def test_a_killed_study_resumes_and_proposes_what_it_would_have(tmp_path):
     for trial in whole.trials:
         assert float(done[trial.number].data.params["param.C"]) == pytest.approx(trial.params["C"])
         assert done[trial.number].data.metrics["value"] == pytest.approx(trial.value)
+
+
+def test_trials_run_on_the_processes_executor_in_batches(tmp_path):
+    """With 2 workers the trials run two at a time, one task each; each trial is proposed
+    from the trials before its batch, and scores as the same fit here does."""
+    from hmtc_bench.executors import ExecutorOptions
+    from hmtc_bench.tuning import _propose
+    uri = f"sqlite:///{tmp_path / 'p.db'}"
+    grid = load_grid(write(tmp_path / "g.yaml", GRID))
+    [spec] = plan_studies(grid, trials=4)
+    data = load_dataset("synthetic")
+    options = ExecutorOptions(executor="processes", workers=2)
+    result = run_study(spec, data, Store(uri), quiet=True, executor=options)
+    trials = result.trials
+    assert [t.state for t in trials] == ["complete"] * 4
+    assert trials[0].params == _propose(spec, [], 0)
+    assert trials[1].params == _propose(spec, [], 1)
+    assert trials[3].params == _propose(spec, trials[:2], 3)
+    assert {r.data.tags["batch"] for r in trial_runs(uri, spec.name)} == {"2"}
+    from hmtc_bench.evaluation.decoding import decode
+    from hmtc_bench.evaluation.metrics import micro_f1
+    from hmtc_bench.methods import make_method
+    here = make_method("flat-logreg", {**spec.params, **trials[3].params}, 0)
+    here.fit(data.train.texts, data.train.Y, data.hierarchy, dev=(data.dev.texts, data.dev.Y))
+    assert micro_f1(data.dev.Y, decode(here.predict_proba(data.dev.texts), data.hierarchy)) \
+        == pytest.approx(trials[3].value)
