@@ -1,0 +1,187 @@
+"""The MSML study at equal tuning budgets: ``results/msml_study_data.json`` and the tables
+of ``results/msml_study.md`` (between the markers ``<!-- study:start -->`` and
+``<!-- study:end -->``; the reading by hand around them is kept).
+
+Reads, from the store the study ran in, every trial of the studies of
+``baselines/msml-study.yaml`` (``hmtc-bench tune``) and the runs of the default and the
+chosen configurations, and writes: the trials of each study (parameters, dev micro-F1,
+state, seconds), the chosen parameters, the default and tuned rows per decoding (mean ± std
+over seeds), and msml against flat-bert and against hiagm per claim of the paper (overall
+micro- and macro-F1, the deepest level's macro-F1 and the tail labels' macro-F1, the
+inconsistency ratio) at equal budget: the mean difference over the paired seeds and the
+paired t-test's p.
+
+    hmtc-bench bench baselines/msml-study.yaml --tracking-uri sqlite:///results/study.db
+    hmtc-bench tune baselines/msml-study.yaml --trials 6 --tracking-uri sqlite:///results/study.db
+    python benchmarks/msml_study.py --tracking-uri sqlite:///results/study.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from statistics import mean, stdev
+
+from hmtc_bench.evaluation.significance import paired_seed_test
+from hmtc_bench.methods import get_method
+from hmtc_bench.record import canonical, decode_param
+from hmtc_bench.tracking import Store
+from hmtc_bench.tuning import STUDY_PREFIX
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- study:start -->", "<!-- study:end -->"
+METHODS = ("msml", "flat-bert", "hiagm")
+RIVALS = ("flat-bert", "hiagm")
+CLAIMS = [("micro_f1", "overall micro-F1"), ("macro_f1", "overall macro-F1"),
+          ("deepest", "deepest level's macro-F1"), ("macro_f1_tail", "tail labels' macro-F1"),
+          ("inconsistency_ratio", "inconsistency ratio (lower is better)")]
+
+
+def trials_of(store: Store) -> dict:
+    """Study name -> its trials (number, state, params, value, fit seconds)."""
+    client = store.client
+    out = {}
+    for experiment in client.search_experiments():
+        if not experiment.name.startswith(STUDY_PREFIX):
+            continue
+        runs = client.search_runs([experiment.experiment_id], max_results=10_000)
+        trials = []
+        for run in runs:
+            tags = run.data.tags
+            if tags.get("state") not in ("complete", "pruned", "failed"):
+                continue
+            trials.append({"number": int(tags["trial"]), "state": tags["state"],
+                           "params": {k[len("param."):]: decode_param(v)
+                                      for k, v in run.data.params.items()
+                                      if k.startswith("param.")},
+                           "dev_micro_f1": run.data.metrics.get("value"),
+                           "dev_macro_f1": run.data.metrics.get("dev_macro_f1"),
+                           "fit_seconds": run.data.metrics.get("fit_seconds")})
+        out[experiment.name[len(STUDY_PREFIX):]] = sorted(trials, key=lambda t: t["number"])
+    return out
+
+
+def _deepest(metrics: dict) -> float | None:
+    levels = [int(k.rsplit("_", 1)[1]) for k in metrics if k.startswith("macro_f1_level_")]
+    return metrics.get(f"macro_f1_level_{max(levels)}") if levels else None
+
+
+def runs_of(store: Store) -> list[dict]:
+    """The finished runs of msml and flat-bert: method, configuration (default or tuned),
+    dataset, seed, policy and the claim metrics."""
+    out = []
+    for record in store.records():
+        if not record.finished or record.method not in METHODS:
+            continue
+        defaults = canonical({k: v for k, v in get_method(record.method)().get_params().items()
+                              if k != "random_state"})
+        mine = {k: v for k, v in record.identity_params().items() if k in defaults}
+        config = "default" if mine == {k: defaults[k] for k in mine} else "tuned"
+        metrics = {k: record.metrics.get(k) for k, _ in CLAIMS if k != "deepest"}
+        metrics["deepest"] = _deepest(record.metrics)
+        metrics["dev_micro_f1"] = record.metrics.get("dev_micro_f1")
+        out.append({"method": record.method, "config": config, "dataset": record.dataset,
+                    "seed": record.seed, "decode": record.decode, "metrics": metrics,
+                    "fit_seconds": record.fit_seconds,
+                    "params": {k: v for k, v in mine.items() if v != defaults.get(k)}})
+    return out
+
+
+def _stats(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    return f"{mean(values):.4f} ± {stdev(values) if len(values) > 1 else 0.0:.4f}"
+
+
+def _claim_rows(runs: list[dict], rival: str, config: str, decode: str) -> list[str]:
+    """msml against ``rival`` in one configuration and decoding, per claim: the mean paired
+    difference over the seeds both have and the paired t-test's p."""
+    pick = {m: {r["seed"]: r["metrics"] for r in runs if r["method"] == m
+                and r["config"] == config and r["decode"] == decode} for m in ("msml", rival)}
+    seeds = sorted(set(pick["msml"]) & set(pick[rival]))
+    rows = []
+    for key, claim in CLAIMS if len(seeds) >= 2 else []:
+        a = [pick["msml"][s][key] for s in seeds]
+        b = [pick[rival][s][key] for s in seeds]
+        if None in a or None in b:
+            continue
+        test = paired_seed_test(a, b)
+        rows.append(f"| {rival} | {config} | {decode} | {claim} | "
+                    f"{test['mean_difference']:+.4f} | {test['p_value']:.3f} | {test['n']} |")
+    return rows
+
+
+def tables(data: dict) -> str:
+    out = [START, ""]
+    for name, trials in sorted(data["trials"].items()):
+        out += [f"### Trials of `{name}`", "",
+                "| trial | state | dev micro-F1 | dev macro-F1 | fit s | parameters |",
+                "|---|---|---|---|---|---|"]
+        for t in trials:
+            params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in sorted(t["params"].items()))
+            dev = "—" if t["dev_micro_f1"] is None else f"{t['dev_micro_f1']:.4f}"
+            macro = "—" if t["dev_macro_f1"] is None else f"{t['dev_macro_f1']:.4f}"
+            out.append(f"| {t['number']} | {t['state']} | {dev} | {macro} | "
+                       f"{t['fit_seconds'] or 0:.0f} | {params} |")
+        out.append("")
+    runs = data["runs"]
+    for dataset in sorted({r["dataset"] for r in runs}):
+        here = [r for r in runs if r["dataset"] == dataset]
+        out += [f"### {dataset}: default and tuned configurations (test; mean ± std over "
+                "seeds)", "",
+                "| method | configuration | decode | n | micro-F1 | macro-F1 | deepest macro-F1 "
+                "| tail macro-F1 | inconsistency | dev micro-F1 | fit s |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        groups = sorted({(r["method"], r["config"], r["decode"]) for r in here})
+        for method, config, decode in groups:
+            rows = [r for r in here if (r["method"], r["config"], r["decode"])
+                    == (method, config, decode)]
+            params = rows[0]["params"]
+            shown = config if config == "default" else "tuned: " + ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in sorted(params.items()))
+            cells = [_stats(r["metrics"][k] for r in rows)
+                     for k in ("micro_f1", "macro_f1", "deepest", "macro_f1_tail",
+                               "inconsistency_ratio", "dev_micro_f1")]
+            fit = mean(r["fit_seconds"] or 0 for r in rows)
+            out.append(f"| {method} | {shown} | {decode} | {len(rows)} | "
+                       + " | ".join(cells) + f" | {fit:.0f} |")
+        out += ["", f"### {dataset}: msml against each rival, per claim (paired over seeds)",
+                "", "| rival | configuration | decode | claim | msml − rival | p (paired t) | n |",
+                "|---|---|---|---|---|---|---|"]
+        for rival in RIVALS:
+            for config in ("default", "tuned"):
+                for decode in sorted({r["decode"] for r in here}):
+                    out += _claim_rows(here, rival, config, decode)
+        out.append("")
+    out.append(END)
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", default="sqlite:///results/study.db")
+    parser.add_argument("--data", default=str(ROOT / "results" / "msml_study_data.json"))
+    parser.add_argument("--out", default=str(ROOT / "results" / "msml_study.md"))
+    args = parser.parse_args()
+    store = Store(args.tracking_uri)
+    data = {"trials": trials_of(store), "runs": runs_of(store)}
+    Path(args.data).write_text(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n",
+                               encoding="utf-8")
+    text = tables(data)
+    path = Path(args.out)
+    current = path.read_text(encoding="utf-8") if path.exists() else ""
+    if START in current and END in current:
+        head, rest = current.split(START, 1)
+        current = head + text + rest.split(END, 1)[1]
+    else:
+        current = "# The MSML study at equal tuning budgets\n\n" + text + "\n"
+    path.write_text(current, encoding="utf-8")
+    print(f"wrote {path} and {args.data}")
+
+
+if __name__ == "__main__":
+    main()
