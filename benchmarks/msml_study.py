@@ -11,7 +11,8 @@ micro- and macro-F1, the deepest level's macro-F1 and the tail labels' macro-F1,
 inconsistency ratio) at equal budget: the mean difference over the paired seeds and the
 paired t-test's p.
 
-    hmtc-bench bench baselines/msml-study.yaml --tracking-uri sqlite:///results/study.db
+    hmtc-bench bench baselines/msml-study.yaml --executor processes --workers 1 \
+        --tracking-uri sqlite:///results/study.db
     hmtc-bench tune baselines/msml-study.yaml --trials 6 --tracking-uri sqlite:///results/study.db
     python benchmarks/msml_study.py --tracking-uri sqlite:///results/study.db
 """
