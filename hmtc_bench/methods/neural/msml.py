@@ -39,8 +39,8 @@ Our choices (each a parameter)
       defaults were chosen so that the embedded ICD-10-CM dataset trains in a few minutes on
       two CPU cores; longer texts or larger datasets want more tokens and more epochs.
       They are kept after the study at equal tuning budgets (``results/msml_study.md``:
-      on the WOS sample, 6 trials of ``hmtc-bench tune`` found no configuration better than
-      these on dev or on test, for msml, flat-bert or hiagm); the other corpora and the
+      on the WOS and Amazon samples, 6 trials of ``hmtc-bench tune`` found no msml
+      configuration better than these on test); the other corpora and the
       ablations of the issue "Equal tuning budgets" are not measured yet;
     * decoding is not the method's: ``predict`` applies the named policy (threshold 0.5 by
       default) to ``predict_proba``;
