@@ -342,7 +342,7 @@ def tune(
     try:
         from hmtc_bench.executors import ExecutorOptions
         from hmtc_bench.grid import load_grid
-        from hmtc_bench.tuning import plan_studies, tune_grid
+        from hmtc_bench.tuning_grid import plan_studies, tune_grid
         options = ExecutorOptions(executor=executor, workers=workers, ray_address=ray_address)
         store = _store(tracking_uri)
         options.check(store.uri)
@@ -453,66 +453,6 @@ def data_download(
 
 
 @app.command()
-def export(
-    dest: Annotated[str, typer.Argument(help="A .jsonl file, or a folder: one <dataset>.jsonl "
-                                             "per dataset.")],
-    dataset: Annotated[Optional[str], typer.Option(
-        help="Only this dataset: its name, its folder or its data hash.")] = None,
-    include_failed: Annotated[bool, typer.Option(
-        "--include-failed", help="Export failed and unfinished runs too.")] = False,
-    tracking_uri: TrackingUri = None,
-):
-    """Export stored runs as JSON-lines run records (read back with --records)."""
-    from collections import defaultdict
-    from pathlib import Path
-
-    from hmtc_bench.record import dump_records
-    try:
-        records = [r for r in _read_records(None, tracking_uri)
-                   if _is_dataset(r, dataset) and (include_failed or r.finished)]
-    except HMTCError as err:
-        _fail(str(err))
-    if not records:
-        _fail("no runs to export" + (f" for dataset {dataset!r}" if dataset else ""))
-    records.sort(key=lambda r: (r.dataset, r.started_at, r.run_id or ""), reverse=True)
-    if dest.endswith(".jsonl"):
-        files = {Path(dest): records}
-    else:
-        files = defaultdict(list)
-        for record in records:
-            files[Path(dest) / f"{record.dataset}.jsonl"].append(record)
-    for path, chunk in sorted(files.items()):
-        dump_records(chunk, path)
-        typer.echo(f"wrote {path} ({len(chunk)} runs)")
-
-
-@app.command("import")
-def import_records(
-    paths: Annotated[list[str], typer.Argument(help="JSON-lines record files or folders.")],
-    tracking_uri: TrackingUri = None,
-):
-    """Log exported or locally kept run records into the store (cells it has finished
-    already are skipped)."""
-    from hmtc_bench.record import load_records_file
-    try:
-        store = _store(tracking_uri).check()
-        records = [r for path in paths for r in load_records_file(path)]
-        done = store.finished_cells()
-        logged = 0
-        for record in records:
-            if record.finished and record.cell_key in done:
-                continue
-            record.run_id = record.experiment_id = None
-            store.log(record)
-            logged += 1
-            if record.finished:
-                done.add(record.cell_key)
-    except HMTCError as err:
-        _fail(str(err))
-    typer.echo(f"logged {logged} runs, skipped {len(records) - logged} already in {store.uri}")
-
-
-@app.command()
 def ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
        tracking_uri: TrackingUri = None):
     """Serve the MLflow UI of the store on 127.0.0.1."""
@@ -521,8 +461,9 @@ def ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
     raise typer.Exit(store.serve_ui(port))
 
 
-# the commands that use saved models (train, predict, register) live in their own module
-from hmtc_bench import cli_models  # noqa: E402,F401
+# the commands that use saved models (train, predict, register) and those that move run
+# records in and out of the store (export, import) live in their own modules
+from hmtc_bench import cli_models, cli_records  # noqa: E402,F401
 
 
 def main() -> None:  # console script

@@ -113,36 +113,6 @@ class StudyResult:
         return {**self.spec.params, **best.params}
 
 
-# ---------------------------------------------------------------------- planning
-def plan_studies(grid, trials: int, metric: str = "micro_f1") -> list[StudySpec]:
-    """A study per (dataset, method entry) of ``grid``, in grid order."""
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ParameterError(f"--trials {trials!r}: must be a whole number >= 1")
-    if metric not in METRICS:
-        raise ParameterError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
-    from hmtc_bench.methods import inspect_method
-    from hmtc_bench.methods.search_space import check_space, space_of
-    specs = []
-    for dataset, method, params, space in grid.tuning_pairs():
-        cls = inspect_method(method).cls
-        searched = space_of(cls) if space is None else space
-        searched = {k: v for k, v in searched.items() if k not in params or space is not None}
-        check_space(method, cls, searched, params, where=grid.name)
-        if not searched:
-            raise ParameterError(f"{grid.name}: {method} has nothing to search (its search "
-                                 "space is empty or fixed by params); give a 'space'")
-        label = json.dumps(params, sort_keys=True, default=str) if params else ""
-        name = f"{grid.name}/{method}{label}/{_dataset_label(dataset)}"
-        specs.append(StudySpec(name=name, method=method, dataset=dataset, params=params,
-                               space=searched, trials=trials, metric=metric,
-                               threshold=grid.threshold, seed=grid.seeds[0]))
-    return specs
-
-
-def _dataset_label(dataset: str) -> str:
-    return dataset.rstrip("/").rsplit("/", 1)[-1]
-
-
 def study_key(spec: StudySpec, data) -> str:
     """What makes two runs of a study the same study (a digest)."""
     blob = json.dumps({
@@ -480,55 +450,3 @@ class _StudyLog:
         self.retry(lambda: client.set_tag(trial.run_id, "state", trial.state))   # last
         self.retry(lambda: client.set_terminated(
             trial.run_id, "FINISHED" if trial.state != "failed" else "FAILED"))
-
-
-# ---------------------------------------------------------------------- a grid's studies
-def refit_grid(grid, results: list[StudyResult]):
-    """The grid of the chosen configurations: each study's method with its chosen
-    parameters on its dataset, for every seed and policy of ``grid``."""
-    from hmtc_bench.grid import Grid
-    chosen = [(r.spec.method, r.chosen_params, [r.spec.dataset]) for r in results
-              if r.best is not None]
-    return Grid(name=f"{grid.name}-tuned", datasets=list(grid.datasets), seeds=list(grid.seeds),
-                decode=list(grid.decode), threshold=grid.threshold, methods=chosen,
-                split_seed=grid.split_seed)
-
-
-def trial_data(dataset: str, grid, seed: int, strict: bool = False, dag: bool = False):
-    """The data a study's trials see: the corpus's own split, or for a grid of resampled
-    splits the split of ``seed`` (the grid's first seed)."""
-    from hmtc_bench.data import load_dataset
-    from hmtc_bench.grid import resolve_split_seed
-    data = load_dataset(dataset, strict=strict, dag=dag)
-    wanted = resolve_split_seed(grid.split_seed, seed)
-    if data.split_seed is not None and wanted is not None and wanted != data.split_seed:
-        data = load_dataset(dataset, strict=strict, dag=dag, seed=wanted)
-    return data
-
-
-def tune_grid(grid, trials: int, store, metric: str = "micro_f1", quiet: bool = False,
-              executor=None, refit: bool = True, strict: bool = False,
-              dag: bool = False) -> tuple[list[StudyResult], dict | None]:
-    """Every study of ``grid`` (``plan_studies``), then the refit of the chosen
-    configurations (unless ``refit`` is false); returns the studies and the refit's counts."""
-    from hmtc_bench.grid import run_grid
-    specs = plan_studies(grid, trials, metric)
-    store.check()       # before any data is loaded
-    results = []
-    loaded: dict = {}
-    for spec in specs:
-        if spec.dataset not in loaded:   # one corpus in memory at a time (grid order)
-            loaded = {spec.dataset: trial_data(spec.dataset, grid, spec.seed, strict, dag)}
-        from hmtc_bench.methods import inspect_method
-        resources = inspect_method(spec.method).build(spec.params).resources()
-        results.append(run_study(spec, loaded[spec.dataset], store, quiet=quiet,
-                                 executor=executor, resources=resources))
-        best = results[-1].best
-        progress.say(f"{spec.name}: chose trial {best.number} (dev {metric} {best.value:.4f}): "
-                     f"{_show(best.params)}" if best else f"{spec.name}: no trial finished",
-                     not quiet)
-    counts = None
-    chosen = refit_grid(grid, results)
-    if refit and chosen.methods:
-        counts = run_grid(chosen, store, quiet=quiet, executor=executor, strict=strict, dag=dag)
-    return results, counts

@@ -21,7 +21,8 @@ from hmtc_bench.methods import MethodInfo, get_method
 from hmtc_bench.methods.base import HMTCMethod, report_epoch
 from hmtc_bench.methods.search_space import Dimension, any_of, int_range, log_range
 from hmtc_bench.tracking import Store
-from hmtc_bench.tuning import STUDY_PREFIX, StudySpec, plan_studies, run_study, tune_grid
+from hmtc_bench.tuning import STUDY_PREFIX, StudySpec, run_study
+from hmtc_bench.tuning_grid import plan_studies, tune_grid
 
 optuna = pytest.importorskip("optuna")
 

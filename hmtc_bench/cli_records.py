@@ -1,0 +1,72 @@
+"""The commands that move run records in and out of the store: ``hmtc-bench export`` and
+``hmtc-bench import``. Registered on the app of ``hmtc_bench.cli``, which imports this
+module; heavy modules are imported inside the commands."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from hmtc_bench.cli import TrackingUri, _fail, _is_dataset, _read_records, _store, app
+from hmtc_bench.errors import HMTCError
+
+
+@app.command()
+def export(
+    dest: Annotated[str, typer.Argument(help="A .jsonl file, or a folder: one <dataset>.jsonl "
+                                             "per dataset.")],
+    dataset: Annotated[Optional[str], typer.Option(
+        help="Only this dataset: its name, its folder or its data hash.")] = None,
+    include_failed: Annotated[bool, typer.Option(
+        "--include-failed", help="Export failed and unfinished runs too.")] = False,
+    tracking_uri: TrackingUri = None,
+):
+    """Export stored runs as JSON-lines run records (read back with --records)."""
+    from collections import defaultdict
+    from pathlib import Path
+
+    from hmtc_bench.record import dump_records
+    try:
+        records = [r for r in _read_records(None, tracking_uri)
+                   if _is_dataset(r, dataset) and (include_failed or r.finished)]
+    except HMTCError as err:
+        _fail(str(err))
+    if not records:
+        _fail("no runs to export" + (f" for dataset {dataset!r}" if dataset else ""))
+    records.sort(key=lambda r: (r.dataset, r.started_at, r.run_id or ""), reverse=True)
+    if dest.endswith(".jsonl"):
+        files = {Path(dest): records}
+    else:
+        files = defaultdict(list)
+        for record in records:
+            files[Path(dest) / f"{record.dataset}.jsonl"].append(record)
+    for path, chunk in sorted(files.items()):
+        dump_records(chunk, path)
+        typer.echo(f"wrote {path} ({len(chunk)} runs)")
+
+
+@app.command("import")
+def import_records(
+    paths: Annotated[list[str], typer.Argument(help="JSON-lines record files or folders.")],
+    tracking_uri: TrackingUri = None,
+):
+    """Log exported or locally kept run records into the store (cells it has finished
+    already are skipped)."""
+    from hmtc_bench.record import load_records_file
+    try:
+        store = _store(tracking_uri).check()
+        records = [r for path in paths for r in load_records_file(path)]
+        done = store.finished_cells()
+        logged = 0
+        for record in records:
+            if record.finished and record.cell_key in done:
+                continue
+            record.run_id = record.experiment_id = None
+            store.log(record)
+            logged += 1
+            if record.finished:
+                done.add(record.cell_key)
+    except HMTCError as err:
+        _fail(str(err))
+    typer.echo(f"logged {logged} runs, skipped {len(records) - logged} already in {store.uri}")
