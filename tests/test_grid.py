@@ -2,6 +2,7 @@ import collections
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -53,6 +54,17 @@ def test_grid_expands_and_validates(tmp_path):
     for text, message in bad.items():
         with pytest.raises(DataError, match=message):
             load_grid(write(tmp_path / "bad.yaml", text))
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "baselines")
+                                        .glob("*.yaml")), ids=lambda p: p.name)
+def test_published_grids_validate(path):
+    """Every grid under baselines/ passes the checks that run before any data is loaded
+    (method names, parameter values, per-entry datasets among the grid's)."""
+    grid = load_grid(path)
+    assert grid.pairs()
+    for _, _, only in grid.methods:
+        assert only is None or set(only) <= set(grid.datasets)
 
 
 def test_failing_cell_recorded_and_grid_goes_on(tmp_path):

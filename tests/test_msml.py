@@ -196,6 +196,82 @@ def test_no_msfem_shares_one_extractor(data):
     assert len(network.extractors) == 1 and network.extractors[0].kernel_sizes == (2, 3, 4)
 
 
+@pytest.mark.parametrize("propagate", ["probs", "both"])
+def test_propagate_passes_the_upper_probabilities(data, propagate):
+    h = data.hierarchy
+    tokenizer, network = tiny_network(h, data.train.texts, propagate=propagate)
+    ids, mask = batch(tokenizer, data.train.texts[:8])
+    upper = len(h.level_columns(1)) + (16 if propagate == "both" else 0)
+    assert network.gates[1].out_features == upper
+    assert network.hidden[1].in_features == network.extractors[1].out_dim + upper
+    with torch.no_grad():     # the top level's probabilities move: the next level follows
+        states = network.encoder(ids, mask)
+        before = network.level_logits(states, mask)[1].clone()
+        network.outputs[0].bias.add_(3.0)
+        after = network.level_logits(states, mask)[1]
+    assert (before - after).abs().max() > 1e-4
+    logits = network.classify(states, mask)
+    assert logits.shape == (8, len(h)) and torch.isfinite(logits).all()
+
+
+def test_bias_prior_switch(data):
+    from hmtc_bench.methods.neural.heads import prior_logits
+    Y = data.train.Y
+    for bias_prior in (True, False):
+        _, network = tiny_network(data.hierarchy, data.train.texts, bias_prior=bias_prior)
+        before = network.outputs[0].bias.clone()
+        network.init_from_labels(Y)
+        top = data.hierarchy.level_columns(1)
+        expected = torch.from_numpy(prior_logits(Y)[top]) if bias_prior else before
+        torch.testing.assert_close(network.outputs[0].bias.detach(), expected)
+
+
+def test_label_weighting_by_hand():
+    """Two labels on one level, 4 training texts: label 0 in 1 text, label 1 in 3."""
+    import scipy.sparse as sp
+    hierarchy = LabelHierarchy.from_edges([("Root", "a"), ("Root", "b")])
+    Y = sp.csr_matrix(np.array([[1, 0], [0, 1], [0, 1], [0, 1]]))
+    logits = torch.tensor([[0.5, -1.0], [2.0, 1.0]])
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets,
+                                                               reduction="none")
+    with devices.seeded(0, CPU):
+        _, model = encoders.load_encoder("tiny-random", texts=["a b", "c d"])
+    nets = {w: MSMLNet(encoders.EncoderStack(model), [hierarchy.level_columns(1)], [(1, 2)],
+                       n_filters=4, hidden_size=4, label_weighting=w)
+            for w in ("none", "balanced", "focal")}
+    for net in nets.values():
+        net.init_from_labels(Y)
+    torch.testing.assert_close(nets["none"].loss(logits, targets), bce.mean())
+    # positives of a label in n_j of n texts weigh sqrt((n - n_j + 1) / (n_j + 1)), >= 1
+    weight = torch.tensor([np.sqrt(4 / 2), 1.0], dtype=torch.float32)
+    torch.testing.assert_close(nets["balanced"].pos_weight, weight)
+    expected = torch.where(targets > 0, bce * weight, bce).mean()
+    torch.testing.assert_close(nets["balanced"].loss(logits, targets), expected)
+    p = torch.sigmoid(logits)
+    p_true = torch.where(targets > 0, p, 1 - p)
+    torch.testing.assert_close(nets["focal"].loss(logits, targets),
+                               (bce * (1 - p_true) ** 2).mean())
+    with pytest.raises(ValueError, match="label_weighting"):
+        MSMLNet(encoders.EncoderStack(model), [hierarchy.level_columns(1)], [(1, 2)],
+                label_weighting="heavy")
+
+
+@pytest.mark.parametrize("params", [{"propagate": "both"}, {"label_weighting": "focal"},
+                                    {"label_weighting": "balanced", "bias_prior": False}])
+def test_options_train(data, params):
+    method = fit(tiny(epochs=2, **params), data)
+    assert method.predict_proba(data.test.texts[:4]).shape == (4, len(data.hierarchy))
+    assert all(np.isfinite(r["train_loss"]) for r in method.train_state_["history"])
+
+
+def test_added_options_keep_earlier_identities():
+    assert {"propagate", "bias_prior", "label_weighting"} <= set(MSML().omitted_params())
+    assert "propagate" not in MSML(propagate="probs").omitted_params()
+    with pytest.raises(ValueError, match="propagate"):
+        MSML().set_params(propagate="logits")
+
+
 # ---------------------------------------------------------------------------- training
 def test_training_loss_falls(data):
     method = fit(tiny(epochs=6), data)

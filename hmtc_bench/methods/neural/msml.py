@@ -56,7 +56,7 @@ Ablations (registered variants, all else equal)
 from __future__ import annotations
 
 from hmtc_bench.methods.neural.base import TINY_TEST_PARAMS, NeuralMethod
-from hmtc_bench.methods.params import flag, integer, number, sequence
+from hmtc_bench.methods.params import choice, flag, integer, number, sequence
 from hmtc_bench.methods.search_space import any_of
 
 
@@ -74,16 +74,31 @@ class MSML(NeuralMethod):
     hidden_size : int  units of each level's representation h_l
     msfem, mlipm, gate : bool  the three modules (the ablations switch one off)
     level_weights : None or a list of floats, one per level (None: all 1)
+    propagate : "hidden", "probs" or "both"
+        What level l-1 passes to level l and its gate sees: its representation h_{l-1}, its
+        label probabilities, or both concatenated.
+    bias_prior : bool  output biases start at the labels' training log-odds (else at
+        torch's default initialisation)
+    label_weighting : "none", "balanced" or "focal"
+        The per-label loss: plain binary cross-entropy; positives weighted by the square
+        root of the label's negative-to-positive ratio in training (clipped to [1, 100]);
+        or the focal loss (gamma 2). See ``msml_net.MSMLNet``.
     """
 
     PARAMS = {"kernel_sizes": None, "n_filters": 128, "hidden_size": 256, "msfem": True,
-              "mlipm": True, "gate": True, "level_weights": None}
+              "mlipm": True, "gate": True, "level_weights": None, "propagate": "hidden",
+              "bias_prior": True, "label_weighting": "none"}
+    # added after the round-1 and study runs, at the value that keeps their behaviour
+    ADDED_PARAMS = {**NeuralMethod.ADDED_PARAMS, "propagate": "hidden", "bias_prior": True,
+                    "label_weighting": "none"}
     PARAM_SPECS = {"kernel_sizes": sequence(sequence(integer(ge=1)), none=True,
                                             text="a list (one per level, top first) of "
                                                  "lists of integers >= 1"),
                    "n_filters": integer(ge=1), "hidden_size": integer(ge=1), "msfem": flag(),
                    "mlipm": flag(), "gate": flag(),
-                   "level_weights": sequence(number(ge=0), none=True)}
+                   "level_weights": sequence(number(ge=0), none=True),
+                   "propagate": choice("hidden", "probs", "both"), "bias_prior": flag(),
+                   "label_weighting": choice("none", "balanced", "focal")}
     SEARCH_SPACE = {"n_filters": any_of(64, 128, 256), "hidden_size": any_of(128, 256, 512)}
 
     @classmethod
@@ -99,7 +114,9 @@ class MSML(NeuralMethod):
                                        for level in range(1, depth + 1)],
                        kernel_sizes, n_filters=self.n_filters, hidden_size=self.hidden_size,
                        dropout=self.dropout, msfem=self.msfem, mlipm=self.mlipm,
-                       gate=self.gate, level_weights=self.level_weights)
+                       gate=self.gate, level_weights=self.level_weights,
+                       propagate=self.propagate, bias_prior=self.bias_prior,
+                       label_weighting=self.label_weighting)
 
 
 class MSMLNoMSFEM(MSML):

@@ -11,9 +11,11 @@ import torch
 from torch import nn
 
 from hmtc_bench.methods.neural.encoders import EncoderStack
-from hmtc_bench.methods.neural.heads import TextClassifier, TextCNN
+from hmtc_bench.methods.neural.heads import TextClassifier, TextCNN, prior_logits
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functional.gelu}
+PROPAGATE = ("hidden", "probs", "both")
+LABEL_WEIGHTING = ("none", "balanced", "focal")
 
 
 def kernel_schedule(depth: int, n_widths: int = 3) -> list[tuple[int, ...]]:
@@ -31,10 +33,13 @@ class MSMLNet(TextClassifier):
 
     * MSFEM: ``f_l = TextCNN_l(S)`` with level-specific kernel widths (one shared TextCNN
       for every level when ``msfem`` is False);
-    * MLIPM + HGM: ``h_l = GELU(W_l [f_l ; g_l * h_{l-1}] + b_l)`` with the gate
-      ``g_l = sigmoid(G_l [f_l ; h_{l-1}] + c_l)`` (a vector, one value per unit of
-      h_{l-1}); without the gate ``h_l = GELU(W_l [f_l ; h_{l-1}] + b_l)``; without MLIPM
-      ``h_l = GELU(W_l f_l + b_l)``; level 1 has no upper level. (GELU, not ReLU: under
+    * MLIPM + HGM: ``h_l = GELU(W_l [f_l ; g_l * u_{l-1}] + b_l)`` with the gate
+      ``g_l = sigmoid(G_l [f_l ; u_{l-1}] + c_l)`` (a vector, one value per unit of
+      u_{l-1}); without the gate ``h_l = GELU(W_l [f_l ; u_{l-1}] + b_l)``; without MLIPM
+      ``h_l = GELU(W_l f_l + b_l)``; level 1 has no upper level. What flows down (and what
+      the gate sees), ``u_{l-1}``, is ``propagate``: the upper level's representation
+      ``h_{l-1}`` ("hidden"), its label probabilities ``sigmoid(z_{l-1})`` ("probs"), or
+      both concatenated ("both"). (GELU, not ReLU: under
       2,000 rare leaf labels, whose outputs are negative for almost every text, 99 % of a
       ReLU leaf layer died within three epochs on ICD-10-CM and the leaves were never
       learned.)
@@ -49,6 +54,14 @@ class MSMLNet(TextClassifier):
     msfem, mlipm, gate : switches of the three modules (the paper's model: all True)
     level_weights : weight of each level's loss (binary cross-entropy averaged over the
         level's labels and the batch); the total loss is the weighted sum
+    propagate : "hidden", "probs" or "both": what level l-1 passes to level l (above)
+    bias_prior : output biases start at the labels' training log-odds (else as torch
+        initialises them)
+    label_weighting : "none"; "balanced": each label's positive terms weighted by
+        ``sqrt((n - n_j + 1) / (n_j + 1))`` from its training count n_j of n texts (clipped
+        to [1, 100]), so rare labels' positives count more; "focal": the focal loss of Lin
+        et al. (2017), each term times ``(1 - p_t) ** 2``, down-weighting the many easy
+        negatives of the long tail
     shared_level : the level whose kernel widths the shared extractor uses without MSFEM
     activation : "gelu" (default), "tanh" or "relu", of the level representations h_l
     """
@@ -56,7 +69,9 @@ class MSMLNet(TextClassifier):
     def __init__(self, encoder: EncoderStack, level_columns, kernel_sizes, n_filters: int = 128,
                  hidden_size: int = 256, dropout: float = 0.1, msfem: bool = True,
                  mlipm: bool = True, gate: bool = True, level_weights=None,
-                 shared_level: int | None = None, activation: str = "gelu"):
+                 shared_level: int | None = None, activation: str = "gelu",
+                 propagate: str = "hidden", bias_prior: bool = True,
+                 label_weighting: str = "none"):
         super().__init__(encoder)
         depth = len(level_columns)
         if len(kernel_sizes) != depth:
@@ -69,6 +84,14 @@ class MSMLNet(TextClassifier):
                              f"of depth {depth}")
         self.depth = depth
         self.msfem, self.mlipm, self.gate = bool(msfem), bool(mlipm), bool(gate)
+        if propagate not in PROPAGATE:
+            raise ValueError(f"propagate must be one of {', '.join(PROPAGATE)}, "
+                             f"got {propagate!r}")
+        if label_weighting not in LABEL_WEIGHTING:
+            raise ValueError(f"label_weighting must be one of {', '.join(LABEL_WEIGHTING)}, "
+                             f"got {label_weighting!r}")
+        self.propagate, self.bias_prior = propagate, bool(bias_prior)
+        self.label_weighting = label_weighting
         columns = [np.asarray(c, dtype=np.int64) for c in level_columns]
         order = np.concatenate(columns)
         self.register_buffer("column_order", torch.from_numpy(order), persistent=False)
@@ -83,19 +106,36 @@ class MSMLNet(TextClassifier):
             shared = kernel_sizes[(shared_level or (depth + 1) // 2) - 1]
             self.extractors = nn.ModuleList([TextCNN(d, shared, n_filters)])
         feat = [self._extractor(level).out_dim for level in range(depth)]
-        propagate = [self.mlipm and level > 0 for level in range(depth)]
-        self.hidden = nn.ModuleList(
-            nn.Linear(feat[level] + (hidden_size if propagate[level] else 0), hidden_size)
-            for level in range(depth))
+        # the width of what level l-1 passes down (0 for level 1 and without MLIPM)
+        sizes = [len(c) for c in columns]
+        upper = [0] + [(hidden_size if propagate in ("hidden", "both") else 0)
+                       + (sizes[level - 1] if propagate in ("probs", "both") else 0)
+                       for level in range(1, depth)]
+        upper = [u if self.mlipm else 0 for u in upper]
+        self.hidden = nn.ModuleList(nn.Linear(feat[level] + upper[level], hidden_size)
+                                    for level in range(depth))
         self.gates = nn.ModuleList(
-            nn.Linear(feat[level] + hidden_size, hidden_size) if propagate[level] and self.gate
+            nn.Linear(feat[level] + upper[level], upper[level]) if upper[level] and self.gate
             else nn.Identity() for level in range(depth))
+        self.register_buffer("pos_weight", torch.ones(len(order)), persistent=False)
         self.outputs = nn.ModuleList(nn.Linear(hidden_size, len(c)) for c in columns)
         self.dropout = nn.Dropout(dropout)
         self.activation = ACTIVATIONS[activation]
 
     def _extractor(self, level: int) -> TextCNN:
         return self.extractors[level if self.msfem else 0]
+
+    def init_from_labels(self, Y) -> None:
+        """Output biases at the training log-odds (``bias_prior``); with
+        ``label_weighting="balanced"`` each label's positive weight from its training count."""
+        if self.bias_prior:
+            self.set_prior(prior_logits(Y))
+        if self.label_weighting == "balanced":
+            n = Y.shape[0]
+            counts = np.asarray(Y.sum(axis=0), dtype=np.float64).ravel()
+            weight = np.clip(np.sqrt((n - counts + 1) / (counts + 1)), 1.0, 100.0)
+            self.pos_weight.copy_(torch.as_tensor(weight, dtype=torch.float32)
+                                  [self.column_order.cpu()])
 
     def set_prior(self, prior_logits: np.ndarray) -> None:
         """Initialise each output bias to the label's training log-odds (our choice)."""
@@ -113,6 +153,7 @@ class MSMLNet(TextClassifier):
             f = shared if shared is not None else self.extractors[level](states, mask)
             f = self.dropout(f)
             if upper is not None and self.mlipm:
+                upper = self._passed_down(upper, logits[-1])
                 if self.gate:
                     g = torch.sigmoid(self.gates[level](torch.cat([f, upper], dim=1)))
                     gates.append(g)
@@ -125,15 +166,33 @@ class MSMLNet(TextClassifier):
             upper = h
         return (logits, gates) if return_gates else logits
 
+    def _passed_down(self, hidden, logits) -> torch.Tensor:
+        """What the upper level passes to the next (``propagate``)."""
+        if self.propagate == "hidden":
+            return hidden
+        probs = torch.sigmoid(logits)
+        return probs if self.propagate == "probs" else torch.cat([hidden, probs], dim=1)
+
     def classify(self, states, mask) -> torch.Tensor:
         return torch.cat(self.level_logits(states, mask), dim=1)[:, self.inverse_order]
 
     def loss(self, logits, targets) -> torch.Tensor:
         logits = logits[:, self.column_order].float()
         targets = targets[:, self.column_order]
-        bce = nn.functional.binary_cross_entropy_with_logits
         total = logits.new_zeros(())
         for level in range(self.depth):
             a, b = self.level_slices[level], self.level_slices[level + 1]
-            total = total + self.level_weights[level] * bce(logits[:, a:b], targets[:, a:b])
+            total = total + self.level_weights[level] * self._level_loss(
+                logits[:, a:b], targets[:, a:b], self.pos_weight[a:b])
         return total
+
+    def _level_loss(self, logits, targets, pos_weight) -> torch.Tensor:
+        """One level's loss, averaged over its labels and the batch (``label_weighting``)."""
+        bce = nn.functional.binary_cross_entropy_with_logits
+        if self.label_weighting == "none":
+            return bce(logits, targets)
+        if self.label_weighting == "balanced":
+            return bce(logits, targets, pos_weight=pos_weight)
+        p = torch.sigmoid(logits)
+        focus = (1 - torch.where(targets > 0.5, p, 1 - p)) ** 2
+        return (bce(logits, targets, reduction="none") * focus).mean()

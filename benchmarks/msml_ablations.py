@@ -1,0 +1,205 @@
+"""The msml design choices changed one at a time: ``results/msml_ablations_data.json`` and
+the tables of ``results/msml_ablations.md`` (between ``<!-- ablations:start -->`` and
+``<!-- ablations:end -->``; the reading by hand around them is kept).
+
+Reads the msml runs of ``baselines/msml-ablations.yaml`` (one seed per change) and
+``baselines/msml-ablations-seeds.yaml`` (the defaults on two more seeds) from their store
+and writes, per corpus: each change's dev micro- and macro-F1 at threshold 0.5 against the
+defaults on the same seed, that difference in units of the defaults' standard deviation over
+seeds 0-2 (the noise a one-seed change is read against), and the test figures (micro- and
+macro-F1 at 0.5 and with the policy best on dev, the tail labels' macro-F1, the inconsistency
+ratio) with the fit seconds; then one line per change across the corpora.
+
+    hmtc-bench bench baselines/msml-ablations.yaml --executor processes --workers 2 \
+        --tracking-uri sqlite:///results/ablations.db
+    hmtc-bench bench baselines/msml-ablations-seeds.yaml --executor processes --workers 2 \
+        --tracking-uri sqlite:///results/ablations.db
+    python benchmarks/msml_ablations.py --tracking-uri sqlite:///results/ablations.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from statistics import mean, stdev
+
+from hmtc_bench.methods import get_method
+from hmtc_bench.record import canonical
+from hmtc_bench.tracking import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- ablations:start -->", "<!-- ablations:end -->"
+METHOD = "msml"
+NOISE = 2.0     # a change counts on a corpus when its dev difference exceeds 2 seed-stds
+
+
+def change_name(params: dict) -> str:
+    """A plain name for a change from the defaults (the corpus-specific lists named by what
+    they do)."""
+    if not params:
+        return "defaults"
+    parts = []
+    for key, value in sorted(params.items()):
+        if key == "kernel_sizes":
+            first, last = value[0], value[-1]
+            kind = ("uniform" if all(v == first for v in value)
+                    else "reversed" if first[0] < last[0] else "custom")
+            parts.append(f"kernel_sizes {kind} ({value})")
+        elif key == "level_weights":
+            rising = all(a < b for a, b in zip(value, value[1:]))
+            parts.append(f"level_weights {'rising' if rising else 'custom'} ({value})")
+        else:
+            parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def runs_of(store: Store) -> list[dict]:
+    defaults = canonical({k: v for k, v in get_method(METHOD)().get_params().items()
+                          if k != "random_state"})
+    out = []
+    for record in store.records():
+        if not record.finished or record.method != METHOD:
+            continue
+        mine = record.identity_params()
+        change = {k: v for k, v in mine.items() if k in defaults and v != defaults[k]}
+        m = record.metrics
+        out.append({"dataset": Path(record.dataset).name, "change": change_name(change),
+                    "params": change, "seed": record.seed, "decode": record.decode,
+                    "dev_micro_f1": m.get("dev_micro_f1"), "dev_macro_f1": m.get("dev_macro_f1"),
+                    "micro_f1": m.get("micro_f1"), "macro_f1": m.get("macro_f1"),
+                    "macro_f1_tail": m.get("macro_f1_tail"),
+                    "inconsistency_ratio": m.get("inconsistency_ratio"),
+                    "fit_seconds": record.fit_seconds})
+    return out
+
+
+def _pick(runs, dataset, change, decode="threshold"):
+    return {r["seed"]: r for r in runs if r["dataset"] == dataset and r["change"] == change
+            and r["decode"] == decode}
+
+
+def _best_decode(runs, dataset, change, seed) -> dict | None:
+    """The run of the policy with the highest dev micro-F1 (ties: the first in name order)."""
+    rows = [r for r in runs if r["dataset"] == dataset and r["change"] == change
+            and r["seed"] == seed and r["dev_micro_f1"] is not None]
+    return max(sorted(rows, key=lambda r: r["decode"]), key=lambda r: r["dev_micro_f1"],
+               default=None)
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Per corpus and change: the figures of the tables (see the module docstring)."""
+    out = {}
+    for dataset in sorted({r["dataset"] for r in runs}):
+        base = _pick(runs, dataset, "defaults")
+        if 0 not in base:
+            continue
+        spread = {k: stdev([r[k] for r in base.values()]) if len(base) > 1 else None
+                  for k in ("dev_micro_f1", "dev_macro_f1")}
+        rows = []
+        for change in sorted({r["change"] for r in runs if r["dataset"] == dataset},
+                             key=lambda c: (c != "defaults", c)):
+            here = _pick(runs, dataset, change)
+            if 0 not in here:
+                continue
+            run, best = here[0], _best_decode(runs, dataset, change, 0)
+            row = {"change": change, "params": run["params"], "seeds": sorted(here)}
+            for key in ("dev_micro_f1", "dev_macro_f1"):
+                row[key] = run[key]
+                row[f"{key}_diff"] = run[key] - base[0][key]
+                row[f"{key}_z"] = (row[f"{key}_diff"] / spread[key]
+                                   if spread[key] else None)
+            for key in ("micro_f1", "macro_f1", "macro_f1_tail", "inconsistency_ratio",
+                        "fit_seconds"):
+                row[key] = run[key]
+            row["best_decode"] = best["decode"] if best else None
+            row["best_micro_f1"] = best["micro_f1"] if best else None
+            rows.append(row)
+        out[dataset] = {"defaults_over_seeds": {
+            k: {"mean": mean(r[k] for r in base.values()), "std": spread.get(k),
+                "n": len(base)} if k in spread else None
+            for k in ("dev_micro_f1", "dev_macro_f1")}, "rows": rows}
+    return out
+
+
+def _num(value, fmt=".4f") -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def tables(summary: dict) -> str:
+    out = [START, ""]
+    for dataset, part in summary.items():
+        d = part["defaults_over_seeds"]
+        out += [f"### {dataset}", "",
+                f"Defaults over seeds ({d['dev_micro_f1']['n']}): dev micro-F1 "
+                f"{d['dev_micro_f1']['mean']:.4f} ± {_num(d['dev_micro_f1']['std'])}, dev "
+                f"macro-F1 {d['dev_macro_f1']['mean']:.4f} ± {_num(d['dev_macro_f1']['std'])}."
+                " Every row: seed 0; Δ against the defaults' seed 0; z = Δ / the defaults' std "
+                "over seeds.", "",
+                "| change | dev micro | Δ | z | dev macro | Δ | z | test micro | test macro "
+                "| tail macro | incons. | best decode on dev: test micro | fit s |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for row in part["rows"]:
+            out.append(
+                f"| {row['change']} | {row['dev_micro_f1']:.4f} | "
+                f"{row['dev_micro_f1_diff']:+.4f} | {_num(row['dev_micro_f1_z'], '+.1f')} | "
+                f"{row['dev_macro_f1']:.4f} | {row['dev_macro_f1_diff']:+.4f} | "
+                f"{_num(row['dev_macro_f1_z'], '+.1f')} | {_num(row['micro_f1'])} | "
+                f"{_num(row['macro_f1'])} | {_num(row['macro_f1_tail'])} | "
+                f"{_num(row['inconsistency_ratio'])} | {row['best_decode']}: "
+                f"{_num(row['best_micro_f1'])} | {_num(row['fit_seconds'], '.0f')} |")
+        out.append("")
+    kinds = {}
+    for dataset, part in summary.items():
+        for row in part["rows"]:
+            if row["change"] != "defaults":
+                kind = row["change"].split(" (")[0]
+                kinds.setdefault(kind, {})[dataset] = row
+    datasets = list(summary)
+    out += ["### Across corpora (dev micro-F1 Δ / z; macro-F1 Δ / z)", "",
+            "| change | " + " | ".join(datasets) + " | more than noise on dev micro-F1 |",
+            "|---|" + "---|" * len(datasets) + "---|"]
+    for kind, per in sorted(kinds.items()):
+        cells, helps, hurts = [], 0, 0
+        for dataset in datasets:
+            row = per.get(dataset)
+            if row is None:
+                cells.append("—")
+                continue
+            z = row["dev_micro_f1_z"]
+            helps += z is not None and z > NOISE
+            hurts += z is not None and z < -NOISE
+            cells.append(f"{row['dev_micro_f1_diff']:+.3f} / {_num(z, '+.1f')}; "
+                         f"{row['dev_macro_f1_diff']:+.3f} / "
+                         f"{_num(row['dev_macro_f1_z'], '+.1f')}")
+        verdict = (f"better on {helps} of {len(per)}" if helps else "") + \
+            (("; " if helps else "") + f"worse on {hurts} of {len(per)}" if hurts else "")
+        out.append(f"| {kind} | " + " | ".join(cells) + f" | {verdict or 'no'} |")
+    out += ["", END]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", default="sqlite:///results/ablations.db")
+    parser.add_argument("--data", default=str(ROOT / "results" / "msml_ablations_data.json"))
+    parser.add_argument("--out", default=str(ROOT / "results" / "msml_ablations.md"))
+    args = parser.parse_args()
+    runs = runs_of(Store(args.tracking_uri))
+    summary = summarise(runs)
+    Path(args.data).write_text(json.dumps({"runs": runs, "summary": summary}, indent=1,
+                                          sort_keys=True, default=str) + "\n", encoding="utf-8")
+    text = tables(summary)
+    path = Path(args.out)
+    current = path.read_text(encoding="utf-8") if path.exists() else ""
+    if START in current and END in current:
+        head, rest = current.split(START, 1)
+        current = head + text + rest.split(END, 1)[1]
+    else:
+        current = "# MSML design choices, one at a time\n\n" + text + "\n"
+    path.write_text(current, encoding="utf-8")
+    print(f"wrote {path} and {args.data}")
+
+
+if __name__ == "__main__":
+    main()
