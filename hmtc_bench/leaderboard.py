@@ -179,10 +179,17 @@ def _method_cell(row: dict, rows: list[dict]) -> str:
         return other["params"].get(k, other["omitted"].get(k, LEGACY_ADDED_PARAMS.get(k)))
     keys = sorted({k for r in same for k in r["params"]
                    if len({json.dumps(value(o, k), default=str) for o in same}) > 1})
-    shown = [f"{k}={value(row, k)}" for k in keys]
+    # floats (tuned values) at 4 significant digits, unless that makes two values look alike
+    short = {k: len({_short(value(o, k)) for o in same})
+             == len({json.dumps(value(o, k), default=str) for o in same}) for k in keys}
+    shown = [f"{k}={_short(value(row, k)) if short[k] else str(value(row, k))}" for k in keys]
     if len({r["threshold"] for r in same}) > 1:
         shown.append(f"threshold={row['threshold']}")
     return f"{row['method']} ({', '.join(shown)})" if shown else row["method"]
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _dataset_cell(row: dict, rows: list[dict]) -> str:

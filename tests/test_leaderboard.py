@@ -76,3 +76,19 @@ def test_significance_marks_best_tied_worse_and_untested():
     assert "toy (resampled splits)" in text and "**0.8150 ± 0.0129**" in text
     assert "paired t-test" in text.splitlines()[-1]
     assert "<b>0.8150 ± 0.0129</b>" in render(rows, "html")
+
+
+def test_tuned_floats_shown_short_unless_that_hides_a_difference():
+    from hmtc_bench.leaderboard import _method_cell
+
+    def row(lr, dropout):
+        return {"dataset": "d", "method": "m", "threshold": 0.5, "omitted": {},
+                "params": {"lr": lr, "dropout": dropout}}
+    rows = [row(0.00017690676737693357, 0.1), row(0.0079491, 0.1),
+            row(0.0079491, 0.30000001), row(0.0079491, 0.30000002)]
+    cells = [_method_cell(r, rows) for r in rows]
+    assert cells[0] == "m (dropout=0.1, lr=0.0001769)"
+    assert cells[1] == "m (dropout=0.1, lr=0.007949)"
+    # 0.30000001 and 0.30000002 agree to 4 digits: dropout in full, so the rows differ
+    assert cells[2] == "m (dropout=0.30000001, lr=0.007949)"
+    assert len(set(cells)) == 4
