@@ -8,11 +8,16 @@ and writes, per corpus: each change's dev micro- and macro-F1 at threshold 0.5 a
 defaults on the same seed, that difference in units of the defaults' standard deviation over
 seeds 0-2 (the noise a one-seed change is read against), and the test figures (micro- and
 macro-F1 at 0.5 and with the policy best on dev, the tail labels' macro-F1, the inconsistency
-ratio) with the fit seconds; then one line per change across the corpora.
+ratio) with the fit seconds; then one line per change across the corpora; then every change
+run on several seeds (``baselines/msml-new-defaults.yaml``) against the defaults on the same
+seeds: mean ± std and the paired t-test's p per metric, at threshold 0.5 and with the policy
+best on dev.
 
     hmtc-bench bench baselines/msml-ablations.yaml --executor processes --workers 2 \
         --tracking-uri sqlite:///results/ablations.db
     hmtc-bench bench baselines/msml-ablations-seeds.yaml --executor processes --workers 2 \
+        --tracking-uri sqlite:///results/ablations.db
+    hmtc-bench bench baselines/msml-new-defaults.yaml --executor processes --workers 2 \
         --tracking-uri sqlite:///results/ablations.db
     python benchmarks/msml_ablations.py --tracking-uri sqlite:///results/ablations.db
 """
@@ -24,6 +29,7 @@ import json
 from pathlib import Path
 from statistics import mean, stdev
 
+from hmtc_bench.evaluation.significance import paired_seed_test
 from hmtc_bench.methods import get_method
 from hmtc_bench.record import canonical
 from hmtc_bench.tracking import Store
@@ -32,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- ablations:start -->", "<!-- ablations:end -->"
 METHOD = "msml"
 NOISE = 2.0     # a change counts on a corpus when its dev difference exceeds 2 seed-stds
+SEEDED = ("dev_micro_f1", "dev_macro_f1", "micro_f1", "macro_f1", "macro_f1_tail",
+          "inconsistency_ratio")
 
 
 def change_name(params: dict) -> str:
@@ -87,6 +95,32 @@ def _best_decode(runs, dataset, change, seed) -> dict | None:
                default=None)
 
 
+def _seeded(runs, dataset, change) -> dict | None:
+    """A change on two or more seeds against the defaults on the same seeds, per metric, at
+    threshold 0.5 and with the policy best on dev (per seed, for each of the two)."""
+    base = _pick(runs, dataset, "defaults")
+    seeds = sorted(set(_pick(runs, dataset, change)) & set(base))
+    if len(seeds) < 2:
+        return None
+    row = {"change": change, "seeds": seeds}
+    for decoding in ("threshold", "best on dev"):
+        def value(which, seed, key, decoding=decoding):
+            run = (_pick(runs, dataset, which)[seed] if decoding == "threshold"
+                   else _best_decode(runs, dataset, which, seed))
+            return run[key]
+        for key in SEEDED:
+            if decoding != "threshold" and key.startswith("dev_"):
+                continue
+            a = [value(change, seed, key) for seed in seeds]
+            b = [value("defaults", seed, key) for seed in seeds]
+            test = paired_seed_test(a, b)
+            row[f"{decoding}: {key}"] = {"change": [mean(a), stdev(a)],
+                                         "defaults": [mean(b), stdev(b)],
+                                         "difference": test["mean_difference"],
+                                         "p": test["p_value"]}
+    return row
+
+
 def summarise(runs: list[dict]) -> dict:
     """Per corpus and change: the figures of the tables (see the module docstring)."""
     out = {}
@@ -115,7 +149,10 @@ def summarise(runs: list[dict]) -> dict:
             row["best_decode"] = best["decode"] if best else None
             row["best_micro_f1"] = best["micro_f1"] if best else None
             rows.append(row)
-        out[dataset] = {"defaults_over_seeds": {
+        seeded = [_seeded(runs, dataset, change) for change in
+                  sorted({r["change"] for r in runs if r["dataset"] == dataset})
+                  if change != "defaults"]
+        out[dataset] = {"seeded": [row for row in seeded if row], "defaults_over_seeds": {
             k: {"mean": mean(r[k] for r in base.values()), "std": spread.get(k),
                 "n": len(base)} if k in spread else None
             for k in ("dev_micro_f1", "dev_macro_f1")}, "rows": rows}
@@ -174,8 +211,26 @@ def tables(summary: dict) -> str:
                          f"{_num(row['dev_macro_f1_z'], '+.1f')}")
         verdict = (f"better on {helps} of {len(per)}" if helps else "") + \
             (("; " if helps else "") + f"worse on {hurts} of {len(per)}" if hurts else "")
+        if not any(row["dev_micro_f1_z"] is not None for row in per.values()):
+            verdict = "(no spread of the defaults yet)"
         out.append(f"| {kind} | " + " | ".join(cells) + f" | {verdict or 'no'} |")
-    out += ["", END]
+    out.append("")
+    for dataset, part in summary.items():
+        for row in part["seeded"]:
+            out += [f"### {dataset}: {row['change']} against the defaults, seeds "
+                    f"{', '.join(map(str, row['seeds']))} (paired t-test over seeds)", "",
+                    "| decoding | metric | change | defaults | Δ | p |",
+                    "|---|---|---|---|---|---|"]
+            for name, cell in row.items():
+                if ": " not in name:
+                    continue
+                decoding, key = name.split(": ", 1)
+                out.append(f"| {decoding} | {key} | {cell['change'][0]:.4f} ± "
+                           f"{cell['change'][1]:.4f} | {cell['defaults'][0]:.4f} ± "
+                           f"{cell['defaults'][1]:.4f} | {cell['difference']:+.4f} | "
+                           f"{cell['p']:.3f} |")
+            out.append("")
+    out += [END]
     return "\n".join(out)
 
 
