@@ -37,6 +37,8 @@ from hmtc_bench.tracking import Store
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- ablations:start -->", "<!-- ablations:end -->"
 METHOD = "msml"
+# the defaults the changes are made from: msml's before this study (its grids pin them)
+BEFORE = {"max_length": 64, "epochs": 5}
 NOISE = 2.0     # a change counts on a corpus when its dev difference exceeds 2 seed-stds
 SEEDED = ("dev_micro_f1", "dev_macro_f1", "micro_f1", "macro_f1", "macro_f1_tail",
           "inconsistency_ratio")
@@ -63,8 +65,8 @@ def change_name(params: dict) -> str:
 
 
 def runs_of(store: Store) -> list[dict]:
-    defaults = canonical({k: v for k, v in get_method(METHOD)().get_params().items()
-                          if k != "random_state"})
+    defaults = canonical({k: v for k, v in {**get_method(METHOD)().get_params(),
+                                            **BEFORE}.items() if k != "random_state"})
     out = []
     for record in store.records():
         if not record.finished or record.method != METHOD:

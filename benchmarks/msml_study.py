@@ -33,6 +33,9 @@ from hmtc_bench.tuning import STUDY_PREFIX
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- study:start -->", "<!-- study:end -->"
 METHODS = ("msml", "flat-bert", "hiagm")
+# the budget every method had in the study (its grid pins it; msml's defaults are longer since
+# results/msml_ablations.md)
+BUDGET = {"max_length": 64, "epochs": 5}
 RIVALS = ("flat-bert", "hiagm")
 CLAIMS = [("micro_f1", "overall micro-F1"), ("macro_f1", "overall macro-F1"),
           ("deepest", "deepest level's macro-F1"), ("macro_f1_tail", "tail labels' macro-F1"),
@@ -75,8 +78,8 @@ def runs_of(store: Store) -> list[dict]:
     for record in store.records():
         if not record.finished or record.method not in METHODS:
             continue
-        defaults = canonical({k: v for k, v in get_method(record.method)().get_params().items()
-                              if k != "random_state"})
+        defaults = canonical({k: v for k, v in {**get_method(record.method)().get_params(),
+                                                **BUDGET}.items() if k != "random_state"})
         mine = {k: v for k, v in record.identity_params().items() if k in defaults}
         config = "default" if mine == {k: defaults[k] for k in mine} else "tuned"
         metrics = {k: record.metrics.get(k) for k, _ in CLAIMS if k != "deepest"}
