@@ -20,6 +20,9 @@ def export(
         help="Only this dataset: its name, its folder or its data hash.")] = None,
     include_failed: Annotated[bool, typer.Option(
         "--include-failed", help="Export failed and unfinished runs too.")] = False,
+    min_seeds: Annotated[int, typer.Option(
+        help="Only configurations (leaderboard rows) with finished runs on at least this "
+             "many seeds.")] = 1,
     tracking_uri: TrackingUri = None,
 ):
     """Export stored runs as JSON-lines run records (read back with --records)."""
@@ -27,13 +30,22 @@ def export(
     from pathlib import Path
 
     from hmtc_bench.record import dump_records
+    if min_seeds < 1:
+        _fail(f"--min-seeds {min_seeds}: must be at least 1")
     try:
         records = [r for r in _read_records(None, tracking_uri)
                    if _is_dataset(r, dataset) and (include_failed or r.finished)]
     except HMTCError as err:
         _fail(str(err))
+    if min_seeds > 1:
+        seeds = defaultdict(set)
+        for r in records:
+            if r.finished:
+                seeds[r.config_key].add((r.seed, r.split_seed))
+        records = [r for r in records if len(seeds[r.config_key]) >= min_seeds]
     if not records:
-        _fail("no runs to export" + (f" for dataset {dataset!r}" if dataset else ""))
+        _fail("no runs to export" + (f" for dataset {dataset!r}" if dataset else "")
+              + (f" with {min_seeds} seeds or more" if min_seeds > 1 else ""))
     records.sort(key=lambda r: (r.dataset, r.started_at, r.run_id or ""), reverse=True)
     if dest.endswith(".jsonl"):
         files = {Path(dest): records}

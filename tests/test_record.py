@@ -112,6 +112,26 @@ def test_store_round_trip_then_export_and_leaderboard_from_the_files(tmp_path):
     assert bad.exit_code == 1 and "no such record file" in bad.output
 
 
+def test_export_min_seeds_keeps_only_configurations_with_enough_seeds(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    for run in [record(0, 0.5, C=1.0), record(1, 0.6, C=1.0), record(2, 0.7, C=1.0),
+                record(0, 0.4, C=2.0)]:          # C=2.0 on one seed only
+        store.log(run)
+    uri = ["--tracking-uri", store.uri]
+    out = tmp_path / "three.jsonl"
+    result = CliRunner().invoke(app, ["export", str(out), "--min-seeds", "3", *uri])
+    assert result.exit_code == 0, result.output
+    kept = load_records_file(out)
+    assert sorted(r.seed for r in kept) == [0, 1, 2] and {r.params["C"] for r in kept} == {1.0}
+    none = CliRunner().invoke(app, ["export", str(tmp_path / "x.jsonl"), "--min-seeds", "4",
+                                    *uri])
+    assert none.exit_code == 1 and "with 4 seeds or more" in none.output
+    bad = CliRunner().invoke(app, ["export", str(tmp_path / "y.jsonl"), "--min-seeds", "0",
+                                   *uri])
+    assert bad.exit_code == 1 and "--min-seeds 0" in bad.output
+    assert not (tmp_path / "x.jsonl").exists() and not (tmp_path / "y.jsonl").exists()
+
+
 def test_committed_sample_regenerates_its_leaderboard():
     result = CliRunner().invoke(app, ["leaderboard", "--records", str(SAMPLE)])
     assert result.exit_code == 0, result.output
