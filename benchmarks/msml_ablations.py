@@ -19,6 +19,8 @@ best on dev.
         --tracking-uri sqlite:///results/ablations.db
     hmtc-bench bench baselines/msml-new-defaults.yaml --executor processes --workers 2 \
         --tracking-uri sqlite:///results/ablations.db
+    hmtc-bench bench baselines/msml-budget-rival.yaml --executor processes --workers 2 \
+        --tracking-uri sqlite:///results/ablations.db
     python benchmarks/msml_ablations.py --tracking-uri sqlite:///results/ablations.db
 """
 
@@ -37,9 +39,11 @@ from hmtc_bench.tracking import Store
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- ablations:start -->", "<!-- ablations:end -->"
 METHOD = "msml"
+RIVAL = "flat-bert"      # baselines/msml-budget-rival.yaml: at msml's new budget
 # the defaults the changes are made from: msml's before this study (its grids pin them)
 BEFORE = {"max_length": 64, "epochs": 5}
 NOISE = 2.0     # a change counts on a corpus when its dev difference exceeds 2 seed-stds
+CLAIMS = ("micro_f1", "macro_f1", "deepest_macro_f1", "macro_f1_tail", "inconsistency_ratio")
 SEEDED = ("dev_micro_f1", "dev_macro_f1", "micro_f1", "macro_f1", "macro_f1_tail",
           "inconsistency_ratio")
 
@@ -67,14 +71,21 @@ def change_name(params: dict) -> str:
 def runs_of(store: Store) -> list[dict]:
     defaults = canonical({k: v for k, v in {**get_method(METHOD)().get_params(),
                                             **BEFORE}.items() if k != "random_state"})
+    rival = canonical({k: v for k, v in {**get_method(RIVAL)().get_params(),
+                                         **BEFORE}.items() if k != "random_state"})
     out = []
     for record in store.records():
-        if not record.finished or record.method != METHOD:
+        if not record.finished or record.method not in (METHOD, RIVAL):
             continue
         mine = record.identity_params()
-        change = {k: v for k, v in mine.items() if k in defaults and v != defaults[k]}
+        base = defaults if record.method == METHOD else rival
+        change = {k: v for k, v in mine.items() if k in base and v != base[k]}
         m = record.metrics
-        out.append({"dataset": Path(record.dataset).name, "change": change_name(change),
+        levels = [int(k.rsplit("_", 1)[1]) for k in m if k.startswith("macro_f1_level_")]
+        out.append({"method": record.method, "dataset": Path(record.dataset).name,
+                    "change": change_name(change),
+                    "deepest_macro_f1": m.get(f"macro_f1_level_{max(levels)}") if levels
+                    else None,
                     "params": change, "seed": record.seed, "decode": record.decode,
                     "dev_micro_f1": m.get("dev_micro_f1"), "dev_macro_f1": m.get("dev_macro_f1"),
                     "micro_f1": m.get("micro_f1"), "macro_f1": m.get("macro_f1"),
@@ -84,15 +95,15 @@ def runs_of(store: Store) -> list[dict]:
     return out
 
 
-def _pick(runs, dataset, change, decode="threshold"):
+def _pick(runs, dataset, change, decode="threshold", method=METHOD):
     return {r["seed"]: r for r in runs if r["dataset"] == dataset and r["change"] == change
-            and r["decode"] == decode}
+            and r["decode"] == decode and r["method"] == method}
 
 
-def _best_decode(runs, dataset, change, seed) -> dict | None:
+def _best_decode(runs, dataset, change, seed, method=METHOD) -> dict | None:
     """The run of the policy with the highest dev micro-F1 (ties: the first in name order)."""
     rows = [r for r in runs if r["dataset"] == dataset and r["change"] == change
-            and r["seed"] == seed and r["dev_micro_f1"] is not None]
+            and r["seed"] == seed and r["dev_micro_f1"] is not None and r["method"] == method]
     return max(sorted(rows, key=lambda r: r["decode"]), key=lambda r: r["dev_micro_f1"],
                default=None)
 
@@ -123,6 +134,37 @@ def _seeded(runs, dataset, change) -> dict | None:
     return row
 
 
+def _against_rival(runs, dataset) -> list[dict]:
+    """msml against the rival in every configuration both ran on the same seeds, per claim
+    of the paper, at threshold 0.5 and with each one's policy best on dev."""
+    out = []
+    for change in sorted({r["change"] for r in runs if r["method"] == RIVAL
+                          and r["dataset"] == dataset}):
+        seeds = sorted(set(_pick(runs, dataset, change)) & set(
+            _pick(runs, dataset, change, method=RIVAL)))
+        if len(seeds) < 2:
+            continue
+        row = {"change": change, "seeds": seeds}
+        for decoding in ("threshold", "best on dev"):
+            def value(method, seed, key, decoding=decoding):
+                run = (_pick(runs, dataset, change, method=method)[seed]
+                       if decoding == "threshold"
+                       else _best_decode(runs, dataset, change, seed, method))
+                return run[key]
+            for key in CLAIMS:
+                a = [value(METHOD, seed, key) for seed in seeds]
+                b = [value(RIVAL, seed, key) for seed in seeds]
+                if None in a or None in b:
+                    continue
+                test = paired_seed_test(a, b)
+                row[f"{decoding}: {key}"] = {"change": [mean(a), stdev(a)],
+                                             "defaults": [mean(b), stdev(b)],
+                                             "difference": test["mean_difference"],
+                                             "p": test["p_value"]}
+        out.append(row)
+    return out
+
+
 def summarise(runs: list[dict]) -> dict:
     """Per corpus and change: the figures of the tables (see the module docstring)."""
     out = {}
@@ -133,7 +175,8 @@ def summarise(runs: list[dict]) -> dict:
         spread = {k: stdev([r[k] for r in base.values()]) if len(base) > 1 else None
                   for k in ("dev_micro_f1", "dev_macro_f1")}
         rows = []
-        for change in sorted({r["change"] for r in runs if r["dataset"] == dataset},
+        for change in sorted({r["change"] for r in runs if r["dataset"] == dataset
+                              and r["method"] == METHOD},
                              key=lambda c: (c != "defaults", c)):
             here = _pick(runs, dataset, change)
             if 0 not in here:
@@ -152,9 +195,12 @@ def summarise(runs: list[dict]) -> dict:
             row["best_micro_f1"] = best["micro_f1"] if best else None
             rows.append(row)
         seeded = [_seeded(runs, dataset, change) for change in
-                  sorted({r["change"] for r in runs if r["dataset"] == dataset})
+                  sorted({r["change"] for r in runs if r["dataset"] == dataset
+                              and r["method"] == METHOD})
                   if change != "defaults"]
-        out[dataset] = {"seeded": [row for row in seeded if row], "defaults_over_seeds": {
+        out[dataset] = {"seeded": [row for row in seeded if row],
+                        "against_rival": _against_rival(runs, dataset),
+                        "defaults_over_seeds": {
             k: {"mean": mean(r[k] for r in base.values()), "std": spread.get(k),
                 "n": len(base)} if k in spread else None
             for k in ("dev_micro_f1", "dev_macro_f1")}, "rows": rows}
@@ -218,10 +264,14 @@ def tables(summary: dict) -> str:
         out.append(f"| {kind} | " + " | ".join(cells) + f" | {verdict or 'no'} |")
     out.append("")
     for dataset, part in summary.items():
-        for row in part["seeded"]:
-            out += [f"### {dataset}: {row['change']} against the defaults, seeds "
+        sections = [(f"{row['change']} against the defaults", ("change", "defaults"), row)
+                    for row in part["seeded"]]
+        sections += [(f"msml against {RIVAL}, both at {row['change']}", (METHOD, RIVAL), row)
+                     for row in part["against_rival"]]
+        for title, (left, right), row in sections:
+            out += [f"### {dataset}: {title}, seeds "
                     f"{', '.join(map(str, row['seeds']))} (paired t-test over seeds)", "",
-                    "| decoding | metric | change | defaults | Δ | p |",
+                    f"| decoding | metric | {left} | {right} | Δ | p |",
                     "|---|---|---|---|---|---|"]
             for name, cell in row.items():
                 if ": " not in name:
