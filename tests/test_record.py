@@ -138,9 +138,9 @@ def test_committed_sample_regenerates_its_leaderboard():
     assert result.output == SAMPLE_BOARD.read_text(encoding="utf-8")
 
 
-# the committed leaderboard and report: the classical grid, the methods after HiAGM and the
-# MSML study (default and tuned rows)
-PUBLISHED = ("runs", "runs-neural", "runs-study")
+# the committed leaderboard and report: the classical grid, the methods after HiAGM, the
+# MSML study (default and tuned rows) and msml at its earlier and new defaults (3 seeds)
+PUBLISHED = ("runs", "runs-neural", "runs-study", "runs-msml")
 
 
 def test_committed_results_regenerate_the_leaderboard_and_report(tmp_path):
