@@ -35,6 +35,7 @@ from hmtc_bench.evaluation.significance import paired_seed_test
 from hmtc_bench.methods import get_method
 from hmtc_bench.record import canonical
 from hmtc_bench.tracking import Store
+from sections import write_section  # benchmarks/sections.py (the script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- ablations:start -->", "<!-- ablations:end -->"
@@ -298,13 +299,7 @@ def main() -> None:
                                           sort_keys=True, default=str) + "\n", encoding="utf-8")
     text = tables(summary)
     path = Path(args.out)
-    current = path.read_text(encoding="utf-8") if path.exists() else ""
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        current = head + text + rest.split(END, 1)[1]
-    else:
-        current = "# MSML design choices, one at a time\n\n" + text + "\n"
-    path.write_text(current, encoding="utf-8")
+    write_section(path, text, START, END, title='MSML design choices, one at a time')
     print(f"wrote {path} and {args.data}")
 
 

@@ -29,6 +29,7 @@ from hmtc_bench.methods import get_method
 from hmtc_bench.record import canonical, decode_param
 from hmtc_bench.tracking import Store
 from hmtc_bench.tuning import STUDY_PREFIX
+from sections import write_section  # benchmarks/sections.py (the script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- study:start -->", "<!-- study:end -->"
@@ -177,13 +178,7 @@ def main() -> None:
                                encoding="utf-8")
     text = tables(data)
     path = Path(args.out)
-    current = path.read_text(encoding="utf-8") if path.exists() else ""
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        current = head + text + rest.split(END, 1)[1]
-    else:
-        current = "# The MSML study at equal tuning budgets\n\n" + text + "\n"
-    path.write_text(current, encoding="utf-8")
+    write_section(path, text, START, END, title='The MSML study at equal tuning budgets')
     print(f"wrote {path} and {args.data}")
 
 

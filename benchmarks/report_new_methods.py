@@ -23,6 +23,7 @@ from pathlib import Path
 from hmtc_bench.leaderboard import leaderboard
 from hmtc_bench.record import load_records_file
 from hmtc_bench.report import decoding_rows
+from sections import write_section  # benchmarks/sections.py (the script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- new-methods:start -->", "<!-- new-methods:end -->"
@@ -129,14 +130,7 @@ def main() -> None:
     records = load_records_file(args.records)
     text = section(records)
     path = Path(args.out)
-    current = path.read_text(encoding="utf-8") if path.exists() else ""
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        tail = rest.split(END, 1)[1]
-        current = head + text + tail
-    else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(current, encoding="utf-8")
+    write_section(path, text, START, END)
     print(f"wrote {path}")
 
 
