@@ -72,6 +72,10 @@ from hmtc_bench.methods.neural.base import TINY_TEST_PARAMS, NeuralMethod
 from hmtc_bench.methods.params import choice, flag, integer, number, sequence
 from hmtc_bench.methods.search_space import any_of
 
+# the choices of two options (here, not in msml_net, so that this module needs no torch)
+PROPAGATE = ("hidden", "probs", "both")
+LABEL_WEIGHTING = ("none", "balanced", "focal")
+
 
 class MSML(NeuralMethod):
     """MSML-BERT: a shared BERT encoder with one task per hierarchy level, multi-scale
@@ -112,8 +116,8 @@ class MSML(NeuralMethod):
                    "n_filters": integer(ge=1), "hidden_size": integer(ge=1), "msfem": flag(),
                    "mlipm": flag(), "gate": flag(),
                    "level_weights": sequence(number(ge=0), none=True),
-                   "propagate": choice("hidden", "probs", "both"), "bias_prior": flag(),
-                   "label_weighting": choice("none", "balanced", "focal")}
+                   "propagate": choice(*PROPAGATE), "bias_prior": flag(),
+                   "label_weighting": choice(*LABEL_WEIGHTING)}
     SEARCH_SPACE = {"n_filters": any_of(64, 128, 256), "hidden_size": any_of(128, 256, 512)}
 
     @classmethod

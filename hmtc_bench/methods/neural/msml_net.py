@@ -12,10 +12,9 @@ from torch import nn
 
 from hmtc_bench.methods.neural.encoders import EncoderStack
 from hmtc_bench.methods.neural.heads import TextClassifier, TextCNN, prior_logits
+from hmtc_bench.methods.neural.msml import LABEL_WEIGHTING, PROPAGATE
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functional.gelu}
-PROPAGATE = ("hidden", "probs", "both")
-LABEL_WEIGHTING = ("none", "balanced", "focal")
 
 
 def kernel_schedule(depth: int, n_widths: int = 3) -> list[tuple[int, ...]]:
