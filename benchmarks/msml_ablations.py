@@ -11,7 +11,10 @@ macro-F1 at 0.5 and with the policy best on dev, the tail labels' macro-F1, the 
 ratio) with the fit seconds; then one line per change across the corpora; then every change
 run on several seeds (``baselines/msml-new-defaults.yaml``) against the defaults on the same
 seeds: mean ± std and the paired t-test's p per metric, at threshold 0.5 and with the policy
-best on dev.
+best on dev; then msml against its rivals at the same budget (flat-bert and hiagm,
+``baselines/msml-budget-rival.yaml``), claim by claim of the paper (a table of all corpora
+first, then one per corpus and rival), and against its module ablations at its defaults
+(``baselines/msml-module-ablations.yaml``).
 
     hmtc-bench bench baselines/msml-ablations.yaml --executor processes --workers 2 \
         --tracking-uri sqlite:///results/ablations.db
@@ -20,6 +23,8 @@ best on dev.
     hmtc-bench bench baselines/msml-new-defaults.yaml --executor processes --workers 2 \
         --tracking-uri sqlite:///results/ablations.db
     hmtc-bench bench baselines/msml-budget-rival.yaml --executor processes --workers 2 \
+        --tracking-uri sqlite:///results/ablations.db
+    hmtc-bench bench baselines/msml-module-ablations.yaml --executor processes --workers 2 \
         --tracking-uri sqlite:///results/ablations.db
     python benchmarks/msml_ablations.py --tracking-uri sqlite:///results/ablations.db
 """
@@ -40,7 +45,10 @@ from sections import write_section  # benchmarks/sections.py (the script's folde
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- ablations:start -->", "<!-- ablations:end -->"
 METHOD = "msml"
-RIVAL = "flat-bert"      # baselines/msml-budget-rival.yaml: at msml's new budget
+# baselines/msml-budget-rival.yaml: the paper's rivals at msml's new budget
+RIVALS = ("flat-bert", "hiagm")
+# baselines/msml-module-ablations.yaml: msml at its defaults minus one module
+ABLATIONS = ("msml-no-msfem", "msml-no-mlipm", "msml-no-hgm")
 # the defaults the changes are made from: msml's before this study (its grids pin them)
 BEFORE = {"max_length": 64, "epochs": 5}
 NOISE = 2.0     # a change counts on a corpus when its dev difference exceeds 2 seed-stds
@@ -70,16 +78,17 @@ def change_name(params: dict) -> str:
 
 
 def runs_of(store: Store) -> list[dict]:
-    defaults = canonical({k: v for k, v in {**get_method(METHOD)().get_params(),
-                                            **BEFORE}.items() if k != "random_state"})
-    rival = canonical({k: v for k, v in {**get_method(RIVAL)().get_params(),
-                                         **BEFORE}.items() if k != "random_state"})
+    methods = (METHOD, *RIVALS, *ABLATIONS)
+    # each method's defaults before this study: a run's "change" is what differs from them
+    bases = {name: canonical({k: v for k, v in {**get_method(name)().get_params(),
+                                                **BEFORE}.items() if k != "random_state"})
+             for name in methods}
     out = []
     for record in store.records():
-        if not record.finished or record.method not in (METHOD, RIVAL):
+        if not record.finished or record.method not in methods:
             continue
         mine = record.identity_params()
-        base = defaults if record.method == METHOD else rival
+        base = bases[record.method]
         change = {k: v for k, v in mine.items() if k in base and v != base[k]}
         m = record.metrics
         levels = [int(k.rsplit("_", 1)[1]) for k in m if k.startswith("macro_f1_level_")]
@@ -135,17 +144,19 @@ def _seeded(runs, dataset, change) -> dict | None:
     return row
 
 
-def _against_rival(runs, dataset) -> list[dict]:
-    """msml against the rival in every configuration both ran on the same seeds, per claim
-    of the paper, at threshold 0.5 and with each one's policy best on dev."""
+def _against(runs, dataset, other) -> list[dict]:
+    """msml against another method in every configuration both ran on the same seeds (the
+    rivals: each claim of the paper; the module ablations: what the module adds), at
+    threshold 0.5 and with each one's policy best on dev. With one seed: the difference only
+    (no spread, no p)."""
     out = []
-    for change in sorted({r["change"] for r in runs if r["method"] == RIVAL
+    for change in sorted({r["change"] for r in runs if r["method"] == other
                           and r["dataset"] == dataset}):
         seeds = sorted(set(_pick(runs, dataset, change)) & set(
-            _pick(runs, dataset, change, method=RIVAL)))
-        if len(seeds) < 2:
+            _pick(runs, dataset, change, method=other)))
+        if not seeds:
             continue
-        row = {"change": change, "seeds": seeds}
+        row = {"other": other, "change": change, "seeds": seeds}
         for decoding in ("threshold", "best on dev"):
             def value(method, seed, key, decoding=decoding):
                 run = (_pick(runs, dataset, change, method=method)[seed]
@@ -154,14 +165,15 @@ def _against_rival(runs, dataset) -> list[dict]:
                 return run[key]
             for key in CLAIMS:
                 a = [value(METHOD, seed, key) for seed in seeds]
-                b = [value(RIVAL, seed, key) for seed in seeds]
+                b = [value(other, seed, key) for seed in seeds]
                 if None in a or None in b:
                     continue
-                test = paired_seed_test(a, b)
-                row[f"{decoding}: {key}"] = {"change": [mean(a), stdev(a)],
-                                             "defaults": [mean(b), stdev(b)],
-                                             "difference": test["mean_difference"],
-                                             "p": test["p_value"]}
+                test = paired_seed_test(a, b) if len(seeds) > 1 else None
+                row[f"{decoding}: {key}"] = {
+                    "change": [mean(a), stdev(a) if len(a) > 1 else None],
+                    "defaults": [mean(b), stdev(b) if len(b) > 1 else None],
+                    "difference": mean(x - y for x, y in zip(a, b)),
+                    "p": test["p_value"] if test else None}
         out.append(row)
     return out
 
@@ -200,7 +212,8 @@ def summarise(runs: list[dict]) -> dict:
                               and r["method"] == METHOD})
                   if change != "defaults"]
         out[dataset] = {"seeded": [row for row in seeded if row],
-                        "against_rival": _against_rival(runs, dataset),
+                        "against": [row for other in (*RIVALS, *ABLATIONS)
+                                    for row in _against(runs, dataset, other)],
                         "defaults_over_seeds": {
             k: {"mean": mean(r[k] for r in base.values()), "std": spread.get(k),
                 "n": len(base)} if k in spread else None
@@ -210,6 +223,32 @@ def summarise(runs: list[dict]) -> dict:
 
 def _num(value, fmt=".4f") -> str:
     return "—" if value is None else format(value, fmt)
+
+
+def _spread(pair) -> str:
+    return f"{pair[0]:.4f}" + ("" if pair[1] is None else f" ± {pair[1]:.4f}")
+
+
+def claims_table(summary: dict) -> list[str]:
+    """The paper's claims at equal budget, every corpus and rival in one table: msml minus
+    the rival per claim (inconsistency: lower is better), with the paired t-test's p."""
+    rows = [(dataset, row) for dataset, part in summary.items() for row in part["against"]
+            if row["other"] in RIVALS]
+    if not rows:
+        return []
+    out = ["### The paper's claims at equal budget: msml minus each rival (p over seeds)", "",
+           "| corpus | rival | budget | seeds | decoding | " + " | ".join(CLAIMS) + " |",
+           "|---|---|---|---|---|" + "---|" * len(CLAIMS)]
+    for dataset, row in rows:
+        for decoding in ("threshold", "best on dev"):
+            cells = []
+            for key in CLAIMS:
+                cell = row.get(f"{decoding}: {key}")
+                cells.append("—" if cell is None else f"{cell['difference']:+.3f} "
+                             f"({_num(cell['p'], '.3f')})")
+            out.append(f"| {dataset} | {row['other']} | {row['change']} | "
+                       f"{len(row['seeds'])} | {decoding} | " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def tables(summary: dict) -> str:
@@ -264,24 +303,26 @@ def tables(summary: dict) -> str:
             verdict = "(no spread of the defaults yet)"
         out.append(f"| {kind} | " + " | ".join(cells) + f" | {verdict or 'no'} |")
     out.append("")
+    out += claims_table(summary)
     for dataset, part in summary.items():
         sections = [(f"{row['change']} against the defaults", ("change", "defaults"), row)
                     for row in part["seeded"]]
-        sections += [(f"msml against {RIVAL}, both at {row['change']}", (METHOD, RIVAL), row)
-                     for row in part["against_rival"]]
+        sections += [(f"msml against {row['other']}, both at {row['change']}",
+                      (METHOD, row["other"]), row) for row in part["against"]]
         for title, (left, right), row in sections:
             out += [f"### {dataset}: {title}, seeds "
-                    f"{', '.join(map(str, row['seeds']))} (paired t-test over seeds)", "",
+                    f"{', '.join(map(str, row['seeds']))}"
+                    + (" (paired t-test over seeds)" if len(row["seeds"]) > 1
+                       else " (one seed: no spread, no p)"), "",
                     f"| decoding | metric | {left} | {right} | Δ | p |",
                     "|---|---|---|---|---|---|"]
             for name, cell in row.items():
                 if ": " not in name:
                     continue
                 decoding, key = name.split(": ", 1)
-                out.append(f"| {decoding} | {key} | {cell['change'][0]:.4f} ± "
-                           f"{cell['change'][1]:.4f} | {cell['defaults'][0]:.4f} ± "
-                           f"{cell['defaults'][1]:.4f} | {cell['difference']:+.4f} | "
-                           f"{cell['p']:.3f} |")
+                out.append(f"| {decoding} | {key} | {_spread(cell['change'])} | "
+                           f"{_spread(cell['defaults'])} | {cell['difference']:+.4f} | "
+                           f"{_num(cell['p'], '.3f')} |")
             out.append("")
     out += [END]
     return "\n".join(out)
