@@ -71,7 +71,9 @@ class RayCluster:
             if self.options.ray_address:
                 ray.init(address=self.options.ray_address, **kwargs)
             else:
-                ray.init(num_cpus=self.options.workers, **kwargs)
+                # "local": a new instance of this driver's, never a cluster some earlier
+                # `ray start` left noted in /tmp/ray (ray.init() alone would try to join it)
+                ray.init(address="local", num_cpus=self.options.workers, **kwargs)
                 self.started_local = True
         resources = ray.cluster_resources()
         self.has_gpus = resources.get("GPU", 0) > 0
