@@ -208,3 +208,25 @@ def test_lightgbm_reports_boosting_rounds(synthetic, monkeypatch, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if "rounds)" in line]
     assert lines and re.search(r"models x 4 rounds\): (\d+)/\1 rounds, done in", lines[-1])
     assert len(lines) > 2 and "\r" not in "".join(lines)
+
+
+def test_the_grid_bar_ends_with_nothing_running(tmp_path, monkeypatch):
+    """The closing line of a parallel grid's bar counts the cells as they ended (it kept the
+    count from before the last cell finished: "1 running")."""
+    from hmtc_bench.executors import ExecutorOptions
+    from hmtc_bench.grid import load_grid, run_grid
+    from hmtc_bench.tracking import Store
+    out = io.StringIO()
+
+    class Every(progress.Progress):          # a line per update, to the test's stream
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "interval": 0.0, "stream": out})
+    monkeypatch.setattr(progress, "Progress", Every)
+    grid = load_grid(write(tmp_path / "g.yaml", "datasets: [synthetic]\nseeds: [0, 1]\n"
+                           "methods:\n  - method: flat-svm\n    params: {max_features: 2000}\n"))
+    counts = run_grid(grid, Store(f"sqlite:///{tmp_path / 'm.db'}"), quiet=False,
+                      executor=ExecutorOptions(executor="processes", workers=2))
+    assert counts["finished"] == 2
+    last = [line for line in out.getvalue().splitlines() if line.startswith("  grid: ")][-1]
+    assert "2/2 cells" in last and "done in" in last
+    assert "0 running, 2 finished, 0 failed" in last, last

@@ -117,6 +117,10 @@ def run_cells(cells, store, options: ExecutorOptions, claimed: dict, counts: dic
         last_beat = time.monotonic()
         bar = progress.Progress(len(cells), "grid", unit="cells", enabled=show_progress,
                                 interval=30.0)
+
+        def status() -> str:
+            return (f"{backend.in_flight()} running, {done['finished']} finished, "
+                    f"{done['failed']} failed")
         with bar:
             while pending or backend.in_flight():
                 while pending and backend.has_room():
@@ -129,8 +133,7 @@ def run_cells(cells, store, options: ExecutorOptions, claimed: dict, counts: dic
                         bar.update()
                         continue
                     backend.submit(cell)
-                bar.postfix(f"{backend.in_flight()} running, {done['finished']} finished, "
-                            f"{done['failed']} failed")
+                bar.postfix(status())
                 for index, outcome in backend.poll(timeout=0.5):
                     cell = by_index[index]
                     records = claimed.get(index) or []
@@ -156,12 +159,14 @@ def run_cells(cells, store, options: ExecutorOptions, claimed: dict, counts: dic
                         say(f"[{_position(counts)}/{counts['total']}] {cell.label}: {scores} "
                             f"(fit {fit:.1f} s) on {outcome['worker']}; "
                             f"{(time.perf_counter() - started) / 60:.1f} min")
+                    bar.postfix(status())
                     bar.update()
                 if options.results == "driver" and \
                         time.monotonic() - last_beat > HEARTBEAT_SECONDS:
                     last_beat = time.monotonic()
                     _beat(store, [r for i in backend.running_indices()
                                   for r in claimed.get(i) or []])
+            bar.postfix(status())             # the closing line: nothing left running
     except (KeyboardInterrupt, StoreError):
         raise
     finally:
