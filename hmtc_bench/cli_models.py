@@ -22,7 +22,9 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     param: Annotated[Optional[list[str]], typer.Option(
         help="Method parameter KEY=VALUE (YAML value); repeatable.")] = None,
-    decode: Annotated[str, typer.Option(help="The model's default decoding policy.")]
+    decode: Annotated[str, typer.Option(
+        help="The model's default decoding policy; tuned and tuned-global are fitted on "
+             "dev here (dev then stays out of the fit) and saved with the model.")]
         = "threshold",
     threshold: Annotated[float, typer.Option(help="The model's default threshold.")] = 0.5,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
@@ -30,7 +32,8 @@ def train(
     dag: Dag = False,
 ):
     """Fit the final model of a method on a dataset and save it: on train + dev, or, for
-    methods that stop early on dev (the neural ones), on train with dev for early stopping."""
+    methods that stop early on dev (the neural ones) or a --decode fitted on dev, on train
+    with dev for early stopping and the decoding's thresholds."""
     from pathlib import Path
 
     from hmtc_bench.predicting import check_decoding
@@ -51,11 +54,15 @@ def train(
         info.build(params, seed)  # unknown method or parameter: fail before loading data
         check_decoding(decode, threshold)
         data = load_dataset(dataset, strict=strict, dag=dag)
-        check_decoding(decode, threshold, 0, data.hierarchy)
+        from hmtc_bench.evaluation.decoding import check_policy
+        try:       # a fitted policy needs dev; its thresholds are fitted by train_final
+            check_policy(decode, data.hierarchy, has_dev=len(data.dev) > 0)
+        except HMTCError as err:
+            raise type(err)(f"--decode: {err} ({data.name})") from None
         import shutil
         import tempfile
         with tempfile.TemporaryDirectory(prefix="hmtc-bench-train-") as tmp:
-            estimator, fitted = train_final(info, data, seed, params)
+            estimator, fitted = train_final(info, data, seed, params, decode, threshold)
             folder = estimator.save(Path(tmp) / "model", info={
                 **fitted, "decode": decode, "threshold": threshold})
             target = Path(out)
@@ -104,7 +111,7 @@ def predict(
         from hmtc_bench.methods.saving import load_model, read_manifest
         from hmtc_bench.predicting import (InputError, check_decoding, predict_file,
                                            predict_rows, readable)
-        from hmtc_bench.tracking.models import defaults, local_model
+        from hmtc_bench.tracking.models import defaults, local_model, saved_decode_params
         check_decoding(decode or "threshold", 0.5 if threshold is None else threshold, top_k)
         if input not in (None, "-") and not Path(input).is_file():
             raise InputError(f"--input {input}: no such file")
@@ -112,16 +119,19 @@ def predict(
             saved_decode, saved_threshold = defaults(read_manifest(folder))
             decode = decode or saved_decode
             threshold = saved_threshold if threshold is None else threshold
+            fitted = saved_decode_params(read_manifest(folder), decode)
             method = load_model(folder)
-        check_decoding(decode, threshold, top_k, method.hierarchy_)
+        check_decoding(decode, threshold, top_k, method.hierarchy_, fitted)
         if text is not None:
             if not text.strip():
                 raise InputError("--text: empty text")
-            row = next(predict_rows(method, [("text", text)], decode, threshold, top_k))
+            row = next(predict_rows(method, [("text", text)], decode, threshold, top_k,
+                                    decode_params=fitted))
             typer.echo(json.dumps(row, ensure_ascii=False, indent=1) if json_output
                        else readable(row))
             return
-        count = predict_file(method, input, output, decode, threshold, top_k, batch_size)
+        count = predict_file(method, input, output, decode, threshold, top_k, batch_size,
+                             decode_params=fitted)
     except HMTCError as err:
         _fail(str(err))
     if output not in (None, "-"):

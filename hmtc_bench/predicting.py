@@ -38,7 +38,7 @@ import numpy as np
 from hmtc_bench import progress
 from hmtc_bench.errors import HMTCError, ParameterError
 from hmtc_bench.evaluation.decoding import (DEFAULT_POLICY, DEFAULT_THRESHOLD, FITTED,
-                                            check_policy, decode, parse_policy)
+                                            check_policy, fitted_decoder, parse_policy)
 
 BATCH_SIZE = 256       # texts predicted together
 LONG_INPUT = 1 << 20   # bytes: inputs larger than this show their progress
@@ -125,24 +125,34 @@ def _csv_rows(stream, where: str):
 
 # ---------------------------------------------------------------------- prediction
 def check_decoding(policy: str, threshold: float, top_k: int = 0,
-                   hierarchy=None) -> None:
+                   hierarchy=None, decode_params: dict | None = None) -> None:
     """Refuse, before any text is read, a decoding the model (of this ``hierarchy``, when
-    known) cannot do, in one line naming the option: an unknown policy, one fitted on dev,
-    one the hierarchy cannot take (``mandatory-leaf`` on a DAG), a threshold outside [0, 1],
-    a ``top_k`` beyond the labels."""
+    known) cannot do, in one line naming the option: an unknown policy, one fitted on dev
+    that the model carries no fitted thresholds for (``decode_params``: what its decoding
+    fitted, saved with it by ``hmtc-bench train --decode tuned`` or a logged run; checked
+    once the model, its ``hierarchy``, is known), one the
+    hierarchy cannot take (``mandatory-leaf`` on a DAG), a threshold outside [0, 1], a
+    ``top_k`` beyond the labels."""
     n_labels = None if hierarchy is None else len(hierarchy)
     try:
         name, _ = parse_policy(policy)
     except ParameterError as err:
         raise ParameterError(f"--decode: {err}") from None
-    if name in FITTED:
-        raise ParameterError(f"--decode {policy!r}: fitted on a dev split, which a saved "
-                             "model does not carry; use a fixed policy")
+    if name in FITTED and hierarchy is not None and not decode_params:
+        raise ParameterError(f"--decode {policy!r}: fitted on a dev split, and this model "
+                             f"carries no thresholds fitted for it (save one with "
+                             f"`hmtc-bench train --decode {policy}`); or use a fixed policy")
     if hierarchy is not None:
         try:
             check_policy(policy, hierarchy)
         except ParameterError as err:
             raise ParameterError(f"--decode: {err} (the model's hierarchy)") from None
+        if name in FITTED:
+            try:
+                fitted_decoder(policy, hierarchy, decode_params, threshold)
+            except ValueError as err:
+                raise ParameterError(f"--decode: {err} (the model's saved decoding)") \
+                    from None
     if not 0.0 <= threshold <= 1.0:
         raise ParameterError(f"--threshold {threshold}: must be between 0 and 1")
     if top_k < 0 or (n_labels is not None and top_k > n_labels):
@@ -187,25 +197,27 @@ def _path(label: str, chosen: set, hierarchy) -> list[str]:
 
 def predict_rows(method, rows: Iterable[tuple[object, str]], policy: str = DEFAULT_POLICY,
                  threshold: float = DEFAULT_THRESHOLD, top_k: int = 0,
-                 batch_size: int = BATCH_SIZE) -> Iterator[dict]:
-    """The output objects of (id, text) ``rows``, predicted ``batch_size`` at a time."""
-    check_decoding(policy, threshold, top_k, method.hierarchy_)
+                 batch_size: int = BATCH_SIZE,
+                 decode_params: dict | None = None) -> Iterator[dict]:
+    """The output objects of (id, text) ``rows``, predicted ``batch_size`` at a time
+    (``decode_params``: the thresholds of a policy fitted on dev, see ``check_decoding``)."""
+    check_decoding(policy, threshold, top_k, method.hierarchy_, decode_params)
+    decoder = fitted_decoder(policy, method.hierarchy_, decode_params, threshold)
     batch: list = []
     for row in rows:
         batch.append(row)
         if len(batch) >= batch_size:
-            yield from _predict_batch(method, batch, policy, threshold, top_k)
+            yield from _predict_batch(method, batch, decoder, top_k)
             batch = []
     if batch:
-        yield from _predict_batch(method, batch, policy, threshold, top_k)
+        yield from _predict_batch(method, batch, decoder, top_k)
 
 
-def _predict_batch(method, batch, policy, threshold, top_k):
+def _predict_batch(method, batch, decoder, top_k):
     ids = [identifier for identifier, _ in batch]
     with progress.quiet():
         proba = method.predict_proba([text for _, text in batch])
-    predicted = decode(proba, method.hierarchy_, policy, threshold)
-    return describe(proba, predicted, method.hierarchy_, ids, top_k)
+    return describe(proba, decoder(proba), method.hierarchy_, ids, top_k)
 
 
 # ---------------------------------------------------------------------- output
@@ -234,17 +246,17 @@ def atomic_output(path: str | None):
 
 def predict_file(method, input_path: str, output_path: str | None, policy: str,
                  threshold: float, top_k: int = 0, batch_size: int = BATCH_SIZE,
-                 stdin=None) -> int:
+                 stdin=None, decode_params: dict | None = None) -> int:
     """Predict every text of ``input_path`` into JSON lines at ``output_path``; returns
     the number of texts. Memory stays bounded by ``batch_size`` whatever the input size."""
-    check_decoding(policy, threshold, top_k, method.hierarchy_)
+    check_decoding(policy, threshold, top_k, method.hierarchy_, decode_params)
     long = input_path != "-" and Path(input_path).stat().st_size >= LONG_INPUT
     count = 0
     with atomic_output(output_path) as out, progress.Progress(
             _count_lines(input_path) if long else None, f"predicting {input_path}",
             unit="texts", enabled=long) as bar:
         for row in predict_rows(method, read_inputs(input_path, stdin), policy, threshold,
-                                top_k, batch_size):
+                                top_k, batch_size, decode_params):
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
             bar.update(1)

@@ -328,28 +328,41 @@ def _finish(store: Store, records: list[RunRecord], raising: bool, model=None) -
             return
 
 
-def train_final(info: MethodInfo, data: Dataset, seed: int = 0, params: dict | None = None):
+def train_final(info: MethodInfo, data: Dataset, seed: int = 0, params: dict | None = None,
+                decode: str = DEFAULT_POLICY, threshold: float = DEFAULT_THRESHOLD):
     """The final model of a method on ``data``: fitted on train + dev, or on train with dev
     for early stopping when the method uses it (tag ``uses_dev``); returns it with how it
-    was fitted (for the saved model's ``info``)."""
+    was fitted (for the saved model's ``info``). A ``decode`` policy fitted on dev
+    (``decoding.FITTED``) keeps dev out of the fit (a method that does not stop early on it
+    is then fitted on train alone) and is fitted on the model's dev scores: its thresholds
+    go into ``decode_params``, so the saved model decodes as the benchmark's run did."""
     import scipy.sparse as sp
+
+    from hmtc_bench.evaluation.decoding import FITTED, check_policy, parse_policy
+    fitted_decoding = parse_policy(decode)[0] in FITTED
+    check_policy(decode, data.hierarchy, has_dev=len(data.dev) > 0)
     estimator = info.build(params, seed)
     uses_dev = estimator.tags()["uses_dev"]
     start = time.perf_counter()
-    if uses_dev or not len(data.dev):
+    if uses_dev or fitted_decoding or not len(data.dev):
         estimator.fit(data.train.texts, data.train.Y, data.hierarchy,
                       dev=(data.dev.texts, data.dev.Y) if len(data.dev) else None)
-        fitted_on = "train, dev for early stopping" if uses_dev and len(data.dev) else "train"
+        fitted_on = ("train, dev for early stopping" if uses_dev and len(data.dev) else
+                     "train" if not fitted_decoding else "train (dev kept for the decoding)")
     else:
         estimator.fit(list(data.train.texts) + list(data.dev.texts),
                       sp.vstack([data.train.Y, data.dev.Y]).tocsr(), data.hierarchy)
         fitted_on = "train+dev"
-    return estimator, {
-        "method": info.name, "dataset": data.name, "dataset_hash": data.content_hash,
-        "fitted_on": fitted_on, "n_train": len(data.train),
-        "n_dev": len(data.dev) if fitted_on != "train" else 0, "seed": seed,
-        "fit_seconds": round(time.perf_counter() - start, 3),
-        "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    fit_seconds = time.perf_counter() - start
+    out = {"method": info.name, "dataset": data.name, "dataset_hash": data.content_hash,
+           "fitted_on": fitted_on, "n_train": len(data.train),
+           "n_dev": len(data.dev) if fitted_on == "train+dev" or uses_dev else 0,
+           "seed": seed, "fit_seconds": round(fit_seconds, 3),
+           "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    if fitted_decoding:
+        decoder = fit_decoders(estimator, data, [decode], threshold)[decode]
+        out["decode_params"] = decoder_params(decoder)
+    return estimator, out
 
 
 def training_summary(state: dict | None) -> dict | None:

@@ -156,3 +156,22 @@ def test_dev_predictions_of_fitted_policies_are_cross_fitted():
         assert (a[first] != b[first]).nnz == 0
     plain = dev_predictions("threshold", data.hierarchy, 0.5, P, data.dev.Y)
     assert (plain != sp.csr_matrix(P >= 0.5, dtype=np.int8)).nnz == 0
+
+
+def test_a_fitted_decoder_rebuilt_from_its_recorded_params(tree):
+    from hmtc_bench.evaluation.decoding import fitted_decoder
+    L = len(tree)             # 5 labels (columns in the hierarchy's order)
+    P = np.array([[0.9, 0.2, 0.35, 0.1, 0.6], [0.3, 0.8, 0.0, 0.5, 0.25]])
+    cuts = [0.5, 0.5, 0.3, 0.6, 0.2]
+    got = fitted_decoder("tuned", tree, {"thresholds": cuts})(P).toarray()
+    assert got.tolist() == (P >= np.array(cuts)).astype(int).tolist()
+    got = fitted_decoder("tuned-global", tree, {"threshold": 0.3, "n_dev": 9})(P).toarray()
+    assert got.tolist() == (P >= 0.3).astype(int).tolist()
+    # a policy that fits nothing ignores the params; a fitted one needs its own
+    assert (fitted_decoder("threshold", tree, None)(P).toarray() == (P >= 0.5)).all()
+    for policy, params, message in [("tuned", None, "no thresholds fitted"),
+                                    ("tuned", {"threshold": 0.3}, "no thresholds fitted"),
+                                    ("tuned", {"thresholds": cuts[:3]}, f"3 thresholds for {L}"),
+                                    ("tuned", {"thresholds": [2.0] * L}, "in \\[0, 1\\]")]:
+        with pytest.raises(ValueError, match=message):
+            fitted_decoder(policy, tree, params)

@@ -309,3 +309,91 @@ def test_predict_refuses_a_decoding_the_models_hierarchy_cannot_take(data, tmp_p
         result = invoke("predict", "--model", folder, "--text", "some text", "--decode",
                         decode_option)
         assert result.exit_code == 1 and message in result.output, result.output
+
+
+# ---------------------------------------------------------------------- fitted decodings
+def _lines(result):
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tuned_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tuned") / "svm"
+    result = invoke("train", "--method", "flat-svm", "--dataset", "synthetic", "--out", out,
+                    "--param", "max_features=3000", "--decode", "tuned")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_with_a_tuned_decoding_saves_the_thresholds_it_fitted_on_dev(tuned_model):
+    from hmtc_bench.data import load_dataset
+    from hmtc_bench.evaluation.decoding import fit_decoder
+    model = load_model(tuned_model)
+    info = model.saved_info_
+    assert info["decode"] == "tuned" and info["n_dev"] == 0
+    assert info["fitted_on"] == "train (dev kept for the decoding)"
+    saved = np.asarray(info["decode_params"]["thresholds"])
+    assert saved.shape == (len(model.hierarchy_),) and len(set(saved.round(6))) > 1
+    # the same thresholds again, by hand, from the saved model's own dev scores
+    data = load_dataset("synthetic")
+    with progress.quiet():
+        again = fit_decoder("tuned", data.hierarchy, 0.5,
+                            model.predict_proba(data.dev.texts), data.dev.Y)
+    np.testing.assert_allclose(saved, again.thresholds, atol=1e-6)
+
+
+def test_predict_decodes_with_the_saved_thresholds(tuned_model, tmp_path):
+    import mlflow.pyfunc
+    import pandas as pd
+    texts = _texts(12)
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(texts) + "\n")
+    result = invoke("predict", "--model", tuned_model, "--input", source)
+    assert result.exit_code == 0, result.output
+    model = load_model(tuned_model)
+    thresholds = np.asarray(model.saved_info_["decode_params"]["thresholds"])
+    with progress.quiet():
+        expected = model.predict_proba(texts) >= thresholds[None, :]
+    labels = np.asarray(model.hierarchy_.labels)
+    assert [sorted(r["labels"]) for r in _lines(result)] == \
+        [sorted(labels[row]) for row in expected]
+    # threshold 0.5 is another decoding of the same model: not what the saved one gives
+    plain = invoke("predict", "--model", tuned_model, "--input", source, "--decode",
+                   "threshold")
+    assert plain.exit_code == 0 and _lines(plain) != _lines(result)
+    # the pyfunc flavour decodes the same way
+    frame = mlflow.pyfunc.load_model(str(tuned_model)).predict(pd.DataFrame({"text": texts}))
+    assert [sorted(x) for x in frame["labels"]] == [sorted(r["labels"]) for r in _lines(result)]
+
+
+def test_a_fitted_decoding_the_model_does_not_carry_is_refused(trained, tuned_model):
+    result = invoke("predict", "--model", trained, "--text", "some text", "--decode", "tuned")
+    assert result.exit_code == 1
+    assert "carries no thresholds fitted for it" in result.output, result.output
+    assert "hmtc-bench train --decode tuned" in result.output
+    # a tuned model's thresholds are for tuned: tuned-global is not fitted there
+    result = invoke("predict", "--model", tuned_model, "--text", "x", "--decode",
+                    "tuned-global")
+    assert result.exit_code == 1 and "carries no thresholds" in result.output, result.output
+
+
+def test_a_run_logged_with_a_tuned_decoding_predicts_with_its_thresholds(store, tmp_path):
+    from hmtc_bench.tracking import Store
+    result = invoke("run", "--method", "flat-svm", "--dataset", "synthetic", "--param",
+                    "max_features=3000", "--decode", "tuned-global", "--log-model",
+                    "--tracking-uri", store)
+    assert result.exit_code == 0, result.output
+    uri = next(line.split(": ", 1)[1] for line in result.stdout.splitlines()
+               if line.startswith("model of seed 0"))
+    record = next(r for r in Store(store).records() if r.run_id == uri.split("/")[1])
+    cut = record.decode_params["threshold"]
+    texts = _texts(10)
+    result = invoke("predict", "--model", uri, "--input", "-", "--tracking-uri", store,
+                    input="\n".join(texts) + "\n")
+    assert result.exit_code == 0, result.output
+    model = load_model_from_run(uri, store)
+    with progress.quiet():
+        expected = model.predict_proba(texts) >= cut
+    labels = np.asarray(model.hierarchy_.labels)
+    assert [sorted(r["labels"]) for r in _lines(result)] == \
+        [sorted(labels[row]) for row in expected]

@@ -149,6 +149,32 @@ def fit_decoder(policy: str, hierarchy: LabelHierarchy, threshold: float = DEFAU
     return decoder
 
 
+def fitted_decoder(policy: str, hierarchy: LabelHierarchy, params: dict | None,
+                   threshold: float = DEFAULT_THRESHOLD) -> Decoder:
+    """The decoder of ``policy`` from what it fitted on dev as a run records it
+    (``runner.decoder_params``: ``thresholds`` per label in label order for ``tuned``, one
+    ``threshold`` for ``tuned-global``): how a saved model applies a fitted decoding. A
+    policy that fits nothing ignores ``params``; a fitted one without them, or with
+    thresholds of another number of labels, is refused (ValueError)."""
+    name, _ = parse_policy(policy)
+    check_policy(policy, hierarchy)
+    if name not in FITTED:
+        return Decoder(policy, hierarchy, threshold)
+    params = params or {}
+    if name == "tuned-global" and "threshold" in params:
+        thresholds = np.full(len(hierarchy), float(params["threshold"]))
+    elif name == "tuned" and "thresholds" in params:
+        thresholds = np.asarray(params["thresholds"], dtype=np.float64)
+    else:
+        raise ValueError(f"decoding policy {policy!r}: no thresholds fitted on dev")
+    if thresholds.shape != (len(hierarchy),) or not np.all((0 <= thresholds) &
+                                                          (thresholds <= 1)):
+        raise ValueError(f"decoding policy {policy!r}: {thresholds.size} thresholds for "
+                         f"{len(hierarchy)} labels (each must be in [0, 1])")
+    return Decoder(policy, hierarchy, threshold, thresholds=thresholds,
+                   params={k: v for k, v in params.items() if k != "thresholds"})
+
+
 def dev_predictions(policy: str, hierarchy: LabelHierarchy, threshold: float, dev_proba,
                     dev_Y, folds: int = 2) -> sp.csr_matrix:
     """What ``policy`` predicts on dev, honestly: a policy fitted on dev (``FITTED``) is
@@ -276,5 +302,5 @@ def _mandatory_leaf(proba, hierarchy, threshold: float) -> sp.csr_matrix:
 
 
 __all__ = ["DEFAULT_POLICY", "DEFAULT_THRESHOLD", "Decoder", "FITTED", "MIN_DEV_POSITIVES",
-           "POLICIES", "best_threshold", "check_policy", "decode", "fit_decoder",
+           "POLICIES", "best_threshold", "check_policy", "decode", "fit_decoder", "fitted_decoder",
            "parse_policy"]

@@ -51,6 +51,14 @@ def defaults(manifest: dict) -> tuple[str, float]:
     return info.get("decode", DEFAULT_POLICY), float(info.get("threshold", DEFAULT_THRESHOLD))
 
 
+def saved_decode_params(manifest: dict, policy: str) -> dict | None:
+    """What the saved model's own decoding fitted on dev (``decode_params``: the per-label
+    thresholds of ``tuned``, the one threshold of ``tuned-global``), when ``policy`` is
+    that decoding; else None (another policy has nothing fitted here)."""
+    info = manifest.get("info") or {}
+    return info.get("decode_params") if info.get("decode") == policy else None
+
+
 def save_mlflow_model(model_folder, path, info: dict | None = None) -> Path:
     """Wrap the hmtc-bench model folder ``model_folder`` as an MLflow pyfunc model at
     ``path`` (written under a temporary name, then renamed); ``info`` updates the saved
@@ -160,7 +168,8 @@ class PyfuncModel:
 
     def __init__(self, folder):
         self.method = load_model(folder)
-        self.decode, self.threshold = defaults(read_manifest(folder))
+        self.manifest = read_manifest(folder)
+        self.decode, self.threshold = defaults(self.manifest)
 
     def predict(self, model_input, params: dict | None = None):
         import pandas as pd
@@ -178,10 +187,11 @@ class PyfuncModel:
             if not isinstance(text, str) or not text.strip():
                 raise InputError(f"model input, row {number}: "
                                  f"{'empty text' if isinstance(text, str) else 'not a string'}")
-        rows = predict_rows(self.method, enumerate(texts, 1),
-                            params.get("decode") or self.decode,
+        policy = params.get("decode") or self.decode
+        rows = predict_rows(self.method, enumerate(texts, 1), policy,
                             float(params.get("threshold", self.threshold)),
-                            int(params.get("top_k") or 0))
+                            int(params.get("top_k") or 0),
+                            decode_params=saved_decode_params(self.manifest, policy))
         return pd.DataFrame([{k: v for k, v in row.items() if k != "id"} for row in rows],
                             columns=None)
 

@@ -244,8 +244,9 @@ class Store:
                 retry(lambda: client.log_artifact(run_id, str(figure)))
         if model is not None:
             from hmtc_bench.tracking.models import log_model
-            retry(lambda: log_model(client, run_id, model, {"decode": record.decode,
-                                                             "threshold": record.threshold}))
+            retry(lambda: log_model(client, run_id, model, {
+                "decode": record.decode, "threshold": record.threshold,
+                "decode_params": record.decode_params}))   # a tuned decoding's thresholds
         retry(lambda: client.set_tag(run_id, "status", record.status))
         retry(lambda: client.set_terminated(run_id,
                                             "FINISHED" if record.finished else "FAILED"))
