@@ -184,7 +184,8 @@ def run(
     except HMTCError as err:
         _fail(str(err))
     if json_output:
-        typer.echo(json.dumps([r.to_dict() for r in records], indent=2, default=str))
+        typer.echo(json.dumps([r.to_dict(predictions=False) for r in records], indent=2,
+                              default=str))
         return
     _print_records(records)
     if log_model:
@@ -463,7 +464,7 @@ def ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
 
 # the commands that use saved models (train, predict, register) and those that move run
 # records in and out of the store (export, import) live in their own modules
-from hmtc_bench import cli_models, cli_records  # noqa: E402,F401
+from hmtc_bench import cli_compare, cli_models, cli_records  # noqa: E402,F401
 
 
 def main() -> None:  # console script

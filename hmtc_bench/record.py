@@ -102,6 +102,11 @@ class RunRecord:
     error: str | None = None
     run_id: str | None = None
     experiment_id: str | None = None
+    # the test documents' labels and this run's predictions of them (``test_predictions``
+    # below), carried from the fit to the store, where they become the run's artifact
+    # ``test_predictions.npz`` for tests over documents (``hmtc-bench compare``); not part
+    # of the record's JSON as stored or exported
+    test_predictions: dict | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ identity
     @property
@@ -144,8 +149,13 @@ class RunRecord:
         return self.status == "finished"
 
     # ------------------------------------------------------------------ JSON
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "cell_key": self.cell_key}
+    def to_dict(self, predictions: bool = True) -> dict:
+        """The record as JSON-able data (``predictions``: with its test predictions, when it
+        carries them, as on its way from a worker to the store)."""
+        out = {**dataclasses.asdict(self), "cell_key": self.cell_key}
+        if not predictions or out["test_predictions"] is None:
+            del out["test_predictions"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunRecord":
@@ -209,3 +219,55 @@ def load_records_file(path: str | Path) -> list[RunRecord]:
             except (ValueError, TypeError) as err:
                 raise RecordError(f"{path}, line {number}: {err}") from None
     return records
+
+
+def test_predictions(Y_true, predicted) -> dict:
+    """The test labels and a run's predicted labels (two sparse 0/1 matrices of the same
+    shape, documents x labels in the hierarchy's order) as JSON-able sparse rows."""
+    import scipy.sparse as sp
+    out = {}
+    for name, Y in (("true", Y_true), ("predicted", predicted)):
+        Y = sp.csr_matrix(Y)
+        Y.eliminate_zeros()
+        Y.sort_indices()
+        out[name] = {"indptr": Y.indptr.tolist(), "indices": Y.indices.tolist()}
+    out["shape"] = list(sp.csr_matrix(Y_true).shape)
+    if list(sp.csr_matrix(predicted).shape) != out["shape"]:
+        raise ValueError("test labels and predictions differ in shape")
+    return out
+
+
+PREDICTIONS = "test_predictions.npz"   # the run artifact of ``test_predictions``
+
+
+def save_predictions(payload: dict, path: str | Path) -> Path:
+    """``test_predictions``'s data as a compressed ``.npz`` (sparse rows, int32)."""
+    import numpy as np
+    arrays = {f"{name}_{part}": np.asarray(payload[name][part], dtype=np.int32)
+              for name in ("true", "predicted") for part in ("indptr", "indices")}
+    with open(path, "wb") as handle:
+        np.savez_compressed(handle, shape=np.asarray(payload["shape"], dtype=np.int64),
+                            **arrays)
+    return Path(path)
+
+
+def load_predictions(path: str | Path):
+    """(Y_true, predicted) from a ``save_predictions`` file."""
+    import numpy as np
+    with np.load(path) as z:
+        return predictions_matrices(
+            {"shape": z["shape"].tolist(),
+             **{name: {part: z[f"{name}_{part}"] for part in ("indptr", "indices")}
+                for name in ("true", "predicted")}})
+
+
+def predictions_matrices(payload: dict):
+    """(Y_true, predicted) as sparse 0/1 matrices from ``test_predictions``'s data."""
+    import numpy as np
+    import scipy.sparse as sp
+    shape = tuple(payload["shape"])
+    return tuple(sp.csr_matrix((np.ones(len(part["indices"]), dtype=np.int8),
+                                np.asarray(part["indices"], dtype=np.int64),
+                                np.asarray(part["indptr"], dtype=np.int64)), shape=shape)
+                 for part in (payload["true"], payload["predicted"]))
+

@@ -84,7 +84,7 @@ def test_run_is_in_the_mlflow_store(store):
     import mlflow
     artifacts = {a.path for a in mlflow.tracking.MlflowClient(store).list_artifacts(
         records[0].run_id)}
-    assert artifacts == {"record.json", "per_level_f1.png"}
+    assert artifacts == {"record.json", "per_level_f1.png", "test_predictions.npz"}
 
 
 def test_tracking_uri_from_environment(tmp_path, monkeypatch):

@@ -34,6 +34,8 @@ def test_processes_match_serial(tmp_path, serial_metrics):
     assert {r.worker["executor"] for r in records} == {"processes"}
     assert len({r.worker["process"] for r in records}) == 2     # both workers ran cells
     assert all(r.worker["device"] == "cpu" and r.worker["node"] for r in records)
+    # the test predictions travelled back from the workers into the store
+    assert all(Store(uri).test_predictions(r.run_id) is not None for r in records)
     # rerun: everything finished is skipped
     again = run_grid(grid, Store(uri), quiet=True,
                      executor=ExecutorOptions(executor="processes", workers=2))

@@ -179,6 +179,8 @@ def test_ray_two_nodes_match_serial_and_survive_a_lost_node(tmp_path, serial_met
         processes = {r.worker["process"] for r in Store(first).records()}
         assert len(processes) >= 2            # cells ran on both nodes' workers
         assert {r.versions.get("ray") for r in Store(first).records()} == {ray.__version__}
+        assert all(Store(first).test_predictions(r.run_id) is not None
+                   for r in Store(first).records())
         # the same grid with the second node killed mid-grid: retried or failed, never lost
         watcher = _kill_when_running(worker, uri)
         counts = run_grid(grid, Store(uri), quiet=True, executor=options)
@@ -218,7 +220,7 @@ def test_ray_workers_log_to_an_mlflow_server(tmp_path, serial_metrics):
             # artifacts reached the server's store
             client = Store(uri).client
             names = {a.path for a in client.list_artifacts(records[0].run_id)}
-            assert {"record.json", "per_level_f1.png"} <= names
+            assert {"record.json", "per_level_f1.png", "test_predictions.npz"} <= names
     finally:
         stop(server)
 

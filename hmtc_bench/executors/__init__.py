@@ -214,7 +214,7 @@ def _settle(cell, outcome: dict, claimed, options, store, finish_records, unpack
     with unpacked(outcome.get("model")) as folder:
         finish_records(store, final, model=folder if all(r.finished for r in final) else None)
     if all(r.finished for r in final):
-        outcome["records"] = [r.to_dict() for r in final]
+        outcome["records"] = [r.to_dict(predictions=False) for r in final]
         return None
     return error or next((r.error for r in final if r.error), "failed")
 

@@ -34,13 +34,14 @@ import time
 from pathlib import Path
 
 from hmtc_bench.errors import StoreError
-from hmtc_bench.record import RunRecord
+from hmtc_bench.record import PREDICTIONS, RunRecord, load_predictions, save_predictions
 from hmtc_bench.tracking import mapping
 from hmtc_bench.tracking.checks import check_uri, sqlite_path
 from hmtc_bench.tracking.liveness import RUNNING, Heartbeat, is_stale
 
 DEFAULT_DB = Path("results") / "mlflow.db"
 RETRY_SECONDS = 120.0  # how long a write waits for a locked database
+NO_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -235,8 +236,13 @@ class Store:
                                        tags=mapping.end_tags(record)))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "record.json"
-            path.write_text(json.dumps(record.to_dict(), indent=2, default=str))
+            path.write_text(json.dumps(record.to_dict(predictions=False), indent=2,
+                                       default=str))
             retry(lambda: client.log_artifact(run_id, str(path)))
+            if record.test_predictions is not None:
+                arrays = Path(tmp) / PREDICTIONS
+                save_predictions(record.test_predictions, arrays)
+                retry(lambda: client.log_artifact(run_id, str(arrays)))
             if plot and record.metrics:
                 from hmtc_bench.plots import save_png
                 figure = Path(tmp) / "per_level_f1.png"
@@ -293,6 +299,25 @@ class Store:
                 if not token:
                     break
         return records
+
+    def test_predictions(self, run_id: str):
+        """(Y_true, predicted) of a finished run's test documents (its artifact
+        ``test_predictions.npz``), or None for a run stored without them."""
+        client = self.client
+        names = {a.path for a in retry(lambda: client.list_artifacts(run_id))}
+        if PREDICTIONS not in names:
+            return None
+        quiet = os.environ.get(NO_BAR)
+        os.environ[NO_BAR] = "false"          # MLflow's download bar: not on our output
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = retry(lambda: client.download_artifacts(run_id, PREDICTIONS, tmp))
+                return load_predictions(path)
+        finally:
+            if quiet is None:
+                del os.environ[NO_BAR]
+            else:
+                os.environ[NO_BAR] = quiet
 
     def finished_by(self, token: str) -> list[RunRecord]:
         """The finished runs claimed with ``token``: what an earlier attempt of one task
