@@ -102,7 +102,7 @@ class RunRecord:
     error: str | None = None
     run_id: str | None = None
     experiment_id: str | None = None
-    # the test documents' labels and this run's predictions of them (``test_predictions``
+    # the test documents' labels and this run's predictions of them (``prediction_payload``
     # below), carried from the fit to the store, where they become the run's artifact
     # ``test_predictions.npz`` for tests over documents (``hmtc-bench compare``); not part
     # of the record's JSON as stored or exported
@@ -221,7 +221,7 @@ def load_records_file(path: str | Path) -> list[RunRecord]:
     return records
 
 
-def test_predictions(Y_true, predicted) -> dict:
+def prediction_payload(Y_true, predicted) -> dict:
     """The test labels and a run's predicted labels (two sparse 0/1 matrices of the same
     shape, documents x labels in the hierarchy's order) as JSON-able sparse rows."""
     import scipy.sparse as sp
@@ -237,11 +237,11 @@ def test_predictions(Y_true, predicted) -> dict:
     return out
 
 
-PREDICTIONS = "test_predictions.npz"   # the run artifact of ``test_predictions``
+PREDICTIONS = "test_predictions.npz"   # the run artifact of ``prediction_payload``
 
 
 def save_predictions(payload: dict, path: str | Path) -> Path:
-    """``test_predictions``'s data as a compressed ``.npz`` (sparse rows, int32)."""
+    """``prediction_payload``'s data as a compressed ``.npz`` (sparse rows, int32)."""
     import numpy as np
     arrays = {f"{name}_{part}": np.asarray(payload[name][part], dtype=np.int32)
               for name in ("true", "predicted") for part in ("indptr", "indices")}
@@ -262,7 +262,7 @@ def load_predictions(path: str | Path):
 
 
 def predictions_matrices(payload: dict):
-    """(Y_true, predicted) as sparse 0/1 matrices from ``test_predictions``'s data."""
+    """(Y_true, predicted) as sparse 0/1 matrices from ``prediction_payload``'s data."""
     import numpy as np
     import scipy.sparse as sp
     shape = tuple(payload["shape"])

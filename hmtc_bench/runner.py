@@ -26,7 +26,7 @@ from hmtc_bench.evaluation.metrics import macro_f1, micro_f1, threshold_curve
 from hmtc_bench.errors import HMTCError, ParameterError, StoreError
 from hmtc_bench.methods import MethodInfo, inspect_method
 from hmtc_bench.methods.params import SEED, THRESHOLD
-from hmtc_bench.record import RunRecord, test_predictions
+from hmtc_bench.record import RunRecord, prediction_payload
 from hmtc_bench.tracking import Store, keep_locally
 
 VERSIONED = ("hmtc-bench", "numpy", "scipy", "scikit-learn", "networkx", "mlflow", "torch",
@@ -251,7 +251,7 @@ def _fit_and_evaluate(estimator, data: Dataset, records: list[RunRecord], thresh
         record.decode_params = decoder_params(decoder)
         record.metrics = evaluate(data.test.Y, predicted, data.hierarchy, train_counts,
                                   proba=proba)
-        record.test_predictions = test_predictions(data.test.Y, predicted)
+        record.test_predictions = prediction_payload(data.test.Y, predicted)
         if dev_proba is not None:    # on dev: what a user may choose a decoding by
             on_dev = dev_predictions(record.decode, data.hierarchy, threshold, dev_proba,
                                      data.dev.Y)
