@@ -130,9 +130,9 @@ def check_decoding(policy: str, threshold: float, top_k: int = 0,
     known) cannot do, in one line naming the option: an unknown policy, one fitted on dev
     that the model carries no fitted thresholds for (``decode_params``: what its decoding
     fitted, saved with it by ``hmtc-bench train --decode tuned`` or a logged run; checked
-    once the model, its ``hierarchy``, is known), one the
-    hierarchy cannot take (``mandatory-leaf`` on a DAG), a threshold outside [0, 1], a
-    ``top_k`` beyond the labels."""
+    once the model, its ``hierarchy``, is known), one the hierarchy cannot take
+    (``mandatory-leaf`` on a DAG), a threshold outside [0, 1], a ``top_k`` beyond the
+    labels."""
     n_labels = None if hierarchy is None else len(hierarchy)
     try:
         name, _ = parse_policy(policy)
