@@ -46,13 +46,14 @@ def compare(
         _fail("RUN_A and RUN_B are the same run")
     try:
         from hmtc_bench.evaluation.significance import METRICS, paired_bootstrap
+        from hmtc_bench.tracking.mapping import record_of
         store = _store(tracking_uri).check(write=False)
-        by_id = {r.run_id: r for r in store.records()}
         runs = []
-        for run_id in (run_a, run_b):
-            record = by_id.get(run_id)
-            if record is None:
-                raise HMTCError(f"run {run_id}: not in the store {store.uri}")
+        for run_id in (run_a, run_b):     # the two runs only, not the whole store
+            try:
+                record = record_of(store.client.get_run(run_id))
+            except Exception:
+                raise HMTCError(f"run {run_id}: not in the store {store.uri}") from None
             if not record.finished:
                 raise HMTCError(f"run {run_id}: {record.status}, not finished")
             runs.append(record)

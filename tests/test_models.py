@@ -117,13 +117,18 @@ def test_served_endpoint_answers_like_the_fitted_method(fitted, data):
 
 
 # ---------------------------------------------------------------------- the command line
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train") / "svm"
+def _train(folder, decode):
+    """``hmtc-bench train`` of flat-svm on the synthetic data into ``folder``/svm."""
+    out = folder / "svm"
     result = invoke("train", "--method", "flat-svm", "--dataset", "synthetic", "--out", out,
-                    "--param", "max_features=3000", "--decode", "top-down")
+                    "--param", "max_features=3000", "--decode", decode)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("train"), "top-down")
 
 
 def test_train_fits_train_plus_dev_and_records_it(trained):
@@ -318,11 +323,7 @@ def _lines(result):
 
 @pytest.fixture(scope="module")
 def tuned_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tuned") / "svm"
-    result = invoke("train", "--method", "flat-svm", "--dataset", "synthetic", "--out", out,
-                    "--param", "max_features=3000", "--decode", "tuned")
-    assert result.exit_code == 0, result.output
-    return out
+    return _train(tmp_path_factory.mktemp("tuned"), "tuned")
 
 
 def test_train_with_a_tuned_decoding_saves_the_thresholds_it_fitted_on_dev(tuned_model):
