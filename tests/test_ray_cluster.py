@@ -211,9 +211,11 @@ def test_ray_workers_log_to_an_mlflow_server(tmp_path, serial_metrics):
             watcher = _kill_when_running(worker, uri, after_finished=2)
             counts = run_grid(grid, Store(uri), quiet=True, executor=options)
             watcher.join(30)
-            assert counts["finished"] + counts["failed"] == N_CELLS, counts
+            # a cell the lost worker logged before it died comes back "finished by another
+            # process" (skipped) on its retry: every cell is accounted for, none twice
+            assert counts["finished"] + counts["failed"] + counts["skipped"] == N_CELLS, counts
             rerun = run_grid(grid, Store(uri), quiet=True, executor=options)
-            assert counts["finished"] + rerun["finished"] == N_CELLS
+            assert rerun["failed"] == 0, rerun
             assert metrics(uri) == serial_metrics
             records = [r for r in Store(uri).records() if r.finished]
             assert all(r.worker["node"] for r in records)
