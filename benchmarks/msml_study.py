@@ -15,6 +15,10 @@ paired t-test's p.
         --tracking-uri sqlite:///results/study.db
     hmtc-bench tune baselines/msml-study.yaml --trials 6 --tracking-uri sqlite:///results/study.db
     python benchmarks/msml_study.py --tracking-uri sqlite:///results/study.db
+
+With ``--add`` the data file's entries of the datasets this store does not hold are kept
+(the corpora of an earlier study whose store is gone stay in the tables, from their data):
+``baselines/msml-study-icd.yaml`` ran in a store of its own.
 """
 
 from __future__ import annotations
@@ -166,14 +170,27 @@ def tables(data: dict) -> str:
     return "\n".join(out)
 
 
+def merged(before: dict, new: dict) -> dict:
+    """``new`` with ``before``'s trials and runs of the datasets ``new`` does not hold (a
+    study's name ends with its dataset)."""
+    held = {r["dataset"] for r in new["runs"]} | {n.rsplit("/", 1)[1] for n in new["trials"]}
+    trials = {n: t for n, t in before["trials"].items() if n.rsplit("/", 1)[1] not in held}
+    runs = [r for r in before["runs"] if r["dataset"] not in held]
+    return {"trials": {**trials, **new["trials"]}, "runs": runs + new["runs"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracking-uri", default="sqlite:///results/study.db")
     parser.add_argument("--data", default=str(ROOT / "results" / "msml_study_data.json"))
     parser.add_argument("--out", default=str(ROOT / "results" / "msml_study.md"))
+    parser.add_argument("--add", action="store_true",
+                        help="keep the data file's datasets that this store does not hold")
     args = parser.parse_args()
     store = Store(args.tracking_uri)
     data = {"trials": trials_of(store), "runs": runs_of(store)}
+    if args.add:
+        data = merged(json.loads(Path(args.data).read_text(encoding="utf-8")), data)
     Path(args.data).write_text(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n",
                                encoding="utf-8")
     text = tables(data)

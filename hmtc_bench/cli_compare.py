@@ -1,13 +1,15 @@
 """``hmtc-bench compare RUN_A RUN_B``: is one run better than the other on the same test
 documents? A paired bootstrap over the documents (``evaluation.significance``) of the
 difference in micro- and macro-F1, from the runs' stored test predictions (the artifact
-``test_predictions.npz`` every run finished since it existed carries). Registered on the
+``test_predictions.npz`` every run finished since it existed carries), or, with
+``--records``, from exported records and the predictions ``export --predictions`` wrote
+beside them. Registered on the
 app of ``hmtc_bench.cli``; heavy modules are imported inside the command."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -34,6 +36,9 @@ def compare(
     level: Annotated[float, typer.Option(help="Confidence level of the interval.")] = 0.95,
     seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    records: Annotated[Optional[list[str]], typer.Option(
+        help="Read the two runs from exported record files or folders (with the predictions "
+             "`export --predictions` wrote) instead of the store.")] = None,
     tracking_uri: TrackingUri = None,
 ):
     """Paired bootstrap over the test documents of two runs: the difference A - B in micro-
@@ -46,28 +51,8 @@ def compare(
         _fail("RUN_A and RUN_B are the same run")
     try:
         from hmtc_bench.evaluation.significance import METRICS, paired_bootstrap
-        from hmtc_bench.tracking.mapping import record_of
-        store = _store(tracking_uri).check(write=False)
-        runs = []
-        for run_id in (run_a, run_b):     # the two runs only, not the whole store
-            try:
-                record = record_of(store.client.get_run(run_id))
-            except Exception:
-                raise HMTCError(f"run {run_id}: not in the store {store.uri}") from None
-            if not record.finished:
-                raise HMTCError(f"run {run_id}: {record.status}, not finished")
-            runs.append(record)
-        why = comparable(*runs)
-        if why:
-            raise HMTCError(why)
-        pairs = []
-        for record in runs:
-            pair = store.test_predictions(record.run_id)
-            if pair is None:
-                raise HMTCError(f"run {record.run_id} ({record.method} on {record.dataset}): "
-                                "no stored test predictions (finished before runs kept "
-                                "them); rerun it")
-            pairs.append(pair)
+        runs, pairs = (_from_records(records, (run_a, run_b)) if records else
+                       _from_store(_store(tracking_uri), (run_a, run_b)))
         (truth, pred_a), (truth_b, pred_b) = pairs
         if truth.shape != truth_b.shape or (truth != truth_b).nnz:
             raise HMTCError("the runs' test labels differ: not the same test documents")
@@ -92,3 +77,60 @@ def compare(
         typer.echo(f"  {metric}: A - B = {r.difference:+.4f}, {r.level:.0%} interval "
                    f"[{r.low:+.4f}, {r.high:+.4f}], p = {r.p_value:.3f}"
                    f"{' (significant)' if r.significant else ''}")
+
+
+def _checked(runs: list) -> None:
+    for record in runs:
+        if not record.finished:
+            raise HMTCError(f"run {record.run_id}: {record.status}, not finished")
+    why = comparable(*runs)
+    if why:
+        raise HMTCError(why)
+
+
+def _no_predictions(record) -> HMTCError:
+    return HMTCError(f"run {record.run_id} ({record.method} on {record.dataset}): no stored "
+                     "test predictions (finished before runs kept them); rerun it")
+
+
+def _from_store(store, run_ids) -> tuple[list, list]:
+    """The two runs' records and (labels, predictions), read by id (not the whole store)."""
+    from hmtc_bench.tracking.mapping import record_of
+    store.check(write=False)
+    runs = []
+    for run_id in run_ids:
+        try:
+            runs.append(record_of(store.client.get_run(run_id)))
+        except Exception:
+            raise HMTCError(f"run {run_id}: not in the store {store.uri}") from None
+    _checked(runs)
+    pairs = []
+    for record in runs:
+        pair = store.test_predictions(record.run_id)
+        if pair is None:
+            raise _no_predictions(record)
+        pairs.append(pair)
+    return runs, pairs
+
+
+def _from_records(paths: list[str], run_ids) -> tuple[list, list]:
+    """The two runs from exported record files, their predictions from beside them."""
+    from hmtc_bench.record import load_predictions, load_records_file, predictions_file
+    found = {}
+    for path in paths:
+        for record in load_records_file(path):
+            if record.run_id in run_ids:
+                found.setdefault(record.run_id, (path, record))
+    for run_id in run_ids:
+        if run_id not in found:
+            raise HMTCError(f"run {run_id}: not in the records {', '.join(paths)}")
+    runs = [found[run_id][1] for run_id in run_ids]
+    _checked(runs)
+    pairs = []
+    for path, record in (found[run_id] for run_id in run_ids):
+        kept = predictions_file(path, record.run_id)
+        if not kept.exists():
+            raise HMTCError(f"run {record.run_id} ({record.method} on {record.dataset}): no "
+                            f"test predictions at {kept} (export with --predictions)")
+        pairs.append(load_predictions(kept))
+    return runs, pairs

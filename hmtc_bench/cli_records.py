@@ -1,5 +1,7 @@
 """The commands that move run records in and out of the store: ``hmtc-bench export`` and
-``hmtc-bench import``. Registered on the app of ``hmtc_bench.cli``, which imports this
+``hmtc-bench import``, with the runs' test predictions when asked (``export
+--predictions``: ``predictions/<run_id>.npz`` beside the record files, which ``import`` and
+``compare --records`` read back). Registered on the app of ``hmtc_bench.cli``, which imports this
 module; heavy modules are imported inside the commands."""
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ def export(
     min_seeds: Annotated[int, typer.Option(
         help="Only configurations (leaderboard rows) with finished runs on at least this "
              "many seeds.")] = 1,
+    predictions: Annotated[bool, typer.Option(
+        "--predictions", help="Also write each run's test predictions (for `compare "
+        "--records` and `import`): predictions/<run_id>.npz beside the record files.")]
+        = False,
     tracking_uri: TrackingUri = None,
 ):
     """Export stored runs as JSON-lines run records (read back with --records)."""
@@ -56,6 +62,33 @@ def export(
     for path, chunk in sorted(files.items()):
         dump_records(chunk, path)
         typer.echo(f"wrote {path} ({len(chunk)} runs)")
+    if predictions:
+        _export_predictions(records, dest, tracking_uri)
+
+
+def _export_predictions(records, dest: str, tracking_uri) -> None:
+    """Each finished run's stored test predictions to ``predictions_file(dest, run_id)``
+    (written whole or not at all: a temporary file renamed)."""
+    import os
+
+    from hmtc_bench.record import prediction_payload, predictions_file, save_predictions
+    store = _store(tracking_uri)
+    written, without = 0, 0
+    for record in records:
+        pair = store.test_predictions(record.run_id) if record.finished else None
+        if pair is None:
+            without += record.finished
+            continue
+        path = predictions_file(dest, record.run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(path.name + ".part")
+        save_predictions(prediction_payload(*pair), part)
+        os.replace(part, path)
+        written += 1
+    folder = predictions_file(dest, "x").parent
+    typer.echo(f"wrote {written} runs' test predictions to {folder}"
+               + (f"; {without} finished runs have none (finished before runs kept them)"
+                  if without else ""))
 
 
 @app.command("import")
@@ -64,16 +97,21 @@ def import_records(
     tracking_uri: TrackingUri = None,
 ):
     """Log exported or locally kept run records into the store (cells it has finished
-    already are skipped)."""
-    from hmtc_bench.record import load_records_file
+    already are skipped), with their test predictions where `export --predictions` wrote
+    them."""
+    from hmtc_bench.record import (load_predictions, load_records_file, prediction_payload,
+                                   predictions_file)
     try:
         store = _store(tracking_uri).check()
-        records = [r for path in paths for r in load_records_file(path)]
+        records = [(path, r) for path in paths for r in load_records_file(path)]
         done = store.finished_cells()
         logged = 0
-        for record in records:
+        for path, record in records:
             if record.finished and record.cell_key in done:
                 continue
+            kept = predictions_file(path, record.run_id) if record.run_id else None
+            if kept is not None and kept.exists():
+                record.test_predictions = prediction_payload(*load_predictions(kept))
             record.run_id = record.experiment_id = None
             store.log(record)
             logged += 1

@@ -261,6 +261,15 @@ def load_predictions(path: str | Path):
                 for name in ("true", "predicted")}})
 
 
+def predictions_file(records: str | Path, run_id: str) -> Path:
+    """Where ``hmtc-bench export --predictions`` keeps the test predictions of the run
+    ``run_id`` of the records in ``records`` (a folder of ``*.jsonl`` files, or one of
+    them): ``predictions/<run_id>.npz`` in that folder."""
+    records = Path(records)
+    folder = records if records.is_dir() or records.suffix != ".jsonl" else records.parent
+    return folder / "predictions" / f"{run_id}.npz"
+
+
 def predictions_matrices(payload: dict):
     """(Y_true, predicted) as sparse 0/1 matrices from ``prediction_payload``'s data."""
     import numpy as np

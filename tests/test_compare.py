@@ -80,6 +80,47 @@ def test_compare_is_the_paired_bootstrap_of_the_two_runs(store):
     assert text.exit_code == 0 and "micro_f1: A - B = " in text.output, text.output
 
 
+def test_exported_predictions_compare_and_import_as_from_the_store(store, tmp_path):
+    """export --predictions keeps each run's predictions beside its records: compare
+    --records gives what compare on the store gives, and import carries them into a new
+    store (where compare works on the new run ids)."""
+    a, b = _run(store, "local-node"), _run(store, "flat-svm")
+    out = tmp_path / "runs"
+    result = invoke("export", out, "--predictions", "--tracking-uri", store)
+    assert result.exit_code == 0 and "wrote 2 runs' test predictions" in result.output, \
+        result.output
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == sorted(
+        f"{r.run_id}.npz" for r in (a, b))
+    args = (a.run_id, b.run_id, "--json", "--resamples", "200")
+    from_store = invoke("compare", *args, "--tracking-uri", store)
+    from_records = invoke("compare", *args, "--records", out)
+    assert from_records.exit_code == 0, from_records.output
+    assert json.loads(from_records.stdout) == json.loads(from_store.stdout)
+    # one file of the folder reads the same predictions
+    from_file = invoke("compare", *args, "--records", out / "synthetic.jsonl")
+    assert json.loads(from_file.stdout) == json.loads(from_store.stdout)
+
+    moved = f"sqlite:///{tmp_path / 'moved.db'}"
+    result = invoke("import", out, "--tracking-uri", moved)
+    assert result.exit_code == 0 and "logged 2 runs" in result.output, result.output
+    new = {r.method: r for r in Store(moved).records()}
+    for old in (a, b):
+        truth, predicted = Store(moved).test_predictions(new[old.method].run_id)
+        truth_0, predicted_0 = Store(store).test_predictions(old.run_id)
+        assert (truth != truth_0).nnz == 0 and (predicted != predicted_0).nnz == 0
+    again = invoke("compare", new["local-node"].run_id, new["flat-svm"].run_id, "--json",
+                   "--resamples", "200", "--tracking-uri", moved)
+    assert json.loads(again.stdout)["micro_f1"] == json.loads(from_store.stdout)["micro_f1"]
+
+    # without the predictions, or with a run the records do not hold: one line
+    (out / "predictions" / f"{b.run_id}.npz").unlink()
+    for run, message in [(b.run_id, "export with --predictions"),
+                         ("0123456789abcdef", "not in the records")]:
+        result = invoke("compare", a.run_id, run, "--records", out)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
 def test_compare_refuses_in_one_line(store):
     a = _run(store, "flat-svm")
     # a run without stored predictions: one logged from an exported record
