@@ -9,7 +9,10 @@ Per dataset: micro- and macro-F1 of every method under every policy (mean ± std
 seeds, with resampled splits where the corpus's split is drawn), the method ranking under
 ``threshold`` beside the one under ``tuned``, and for each policy the paired t-test over
 seeds of the best method against each other one. Across datasets: average ranks, the
-Friedman test and the Nemenyi critical difference, per policy.
+Friedman test and the Nemenyi critical difference, per policy. Where the records were
+exported with ``--predictions`` (``predictions/<run_id>.npz`` beside them), the best method
+against each other one also gets the paired bootstrap over the test documents (1,000
+resamples, micro-F1), per seed: the only test a fixed split with deterministic fits allows.
 """
 
 from __future__ import annotations
@@ -31,8 +34,37 @@ def main() -> None:
     records = [r for r in load_records_file(args.records) if r.finished]
     source = Path(args.records).resolve()
     shown = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
-    Path(args.out).write_text(render(records, str(shown)), encoding="utf-8")
+    Path(args.out).write_text(render(records, str(shown), kept_predictions(args.records)),
+                              encoding="utf-8")
     print(f"wrote {args.out} ({len(records)} records)")
+
+
+def kept_predictions(records_path):
+    """run id -> (test labels, predictions) from the files ``export --predictions`` wrote
+    beside the records (None for a run without one)."""
+    from hmtc_bench.record import load_predictions, predictions_file
+
+    def read(run_id):
+        path = predictions_file(records_path, run_id) if run_id else None
+        return load_predictions(path) if path is not None and path.exists() else None
+    return read
+
+
+def _document_test(best_runs, other_runs, seeds, predictions) -> str:
+    """The paired bootstrap over documents of micro-F1, best minus other, on each seed both
+    have predictions for: how many seeds show a significant difference, and the largest p."""
+    from hmtc_bench.evaluation.significance import paired_bootstrap
+    results = []
+    for seed in seeds:
+        a, b = predictions(best_runs[seed]), predictions(other_runs[seed])
+        if a is None or b is None or (a[0] != b[0]).nnz:
+            continue
+        results.append(paired_bootstrap(a[0], a[1], b[1], "micro_f1", 1000, 0.95, 0))
+    if not results:
+        return ""
+    hits = sum(r.significant for r in results)
+    return (f"; over documents significant on {hits} of {len(results)} seeds "
+            f"(largest p = {max(r.p_value for r in results):.3g})")
 
 
 def _table(records):
@@ -48,9 +80,14 @@ def _mean_std(values):
     return mean(values), (stdev(values) if len(values) > 1 else 0.0)
 
 
-def render(records, source: str) -> str:
+def render(records, source: str, predictions=None) -> str:
+    """The tables; ``predictions`` (run id -> (labels, predictions) or None) adds the
+    bootstrap over documents where both runs have them."""
     from hmtc_bench.evaluation.significance import friedman, paired_seed_test
     table = _table(records)
+    run_ids: dict = defaultdict(dict)
+    for r in records:
+        run_ids[(r.dataset, r.decode, r.method)][(r.seed, r.split_seed)] = r.run_id
     policies = sorted({r.decode for r in records})
     out = ["# Verdicts: the tables (generated; the reading is in verdicts.md)", "",
            f"From {len(records)} finished records ({source}); commands in "
@@ -101,6 +138,10 @@ def render(records, source: str) -> str:
                 else:
                     p = paired_seed_test(a, b)["p_value"]
                     verdict = f"p = {p:.3g}, {'significant' if p < 0.05 else 'not significant'}"
+                if predictions is not None:
+                    verdict += _document_test(run_ids[(dataset, policy, best)],
+                                              run_ids[(dataset, policy, method)], seeds,
+                                              predictions)
                 parts.append(f"{method} {means[best] - means[method]:+.4f} ({verdict})")
             out += [f"- **{policy}**, micro-F1 ranking: {' > '.join(order)}; {best} against "
                     f"the others: " + "; ".join(parts), ""]

@@ -1,0 +1,99 @@
+"""The study scripts of benchmarks/: msml_study.py --add (a corpus studied in a store of its
+own joins the tables without dropping the corpora whose store is gone) and verdicts.py's
+bootstrap over documents from exported predictions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from conftest import write
+from hmtc_bench.cli import app
+from hmtc_bench.evaluation.significance import paired_bootstrap
+from hmtc_bench.grid import load_grid, run_grid
+from hmtc_bench.record import load_records_file
+from hmtc_bench.tracking import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from msml_study import merged, tables  # noqa: E402
+from verdicts import kept_predictions, render  # noqa: E402
+
+
+def _run(dataset: str, method: str, seed: int, micro: float) -> dict:
+    return {"method": method, "config": "default", "dataset": dataset, "seed": seed,
+            "decode": "threshold", "fit_seconds": 1.0, "params": {},
+            "metrics": {"micro_f1": micro, "macro_f1": micro, "deepest": micro,
+                        "macro_f1_tail": micro, "inconsistency_ratio": 0.0,
+                        "dev_micro_f1": micro}}
+
+
+def _trial(value: float) -> list[dict]:
+    return [{"number": 0, "state": "complete", "params": {"lr": 1e-3}, "dev_micro_f1": value,
+             "dev_macro_f1": value, "fit_seconds": 1.0}]
+
+
+def test_the_store_s_datasets_replace_theirs_and_the_rest_are_kept():
+    before = {"trials": {"msml-study/msml/wos-sample": _trial(0.7),
+                         "msml-study/msml/icd10cm": _trial(0.1)},
+              "runs": [_run("wos-sample", "msml", 0, 0.7), _run("icd10cm", "msml", 0, 0.1)]}
+    new = {"trials": {'msml-study/msml{"epochs": 5, "max_length": 64}/icd10cm': _trial(0.8)},
+           "runs": [_run("icd10cm", "msml", s, 0.8) for s in range(3)]}
+    out = merged(before, new)
+    assert sorted(out["trials"]) == ['msml-study/msml/wos-sample',
+                                     'msml-study/msml{"epochs": 5, "max_length": 64}/icd10cm']
+    assert sorted((r["dataset"], r["metrics"]["micro_f1"]) for r in out["runs"]) == [
+        ("icd10cm", 0.8)] * 3 + [("wos-sample", 0.7)]
+    text = tables(out)
+    assert "### icd10cm: default" in text and "### wos-sample: default" in text
+    assert "0.1000" not in text    # the stale icd10cm entries are gone
+
+
+def test_a_store_with_nothing_new_keeps_everything():
+    before = {"trials": {"msml-study/msml/wos-sample": _trial(0.7)},
+              "runs": [_run("wos-sample", "msml", 0, 0.7)]}
+    assert merged(before, {"trials": {}, "runs": []}) == before
+
+
+def test_verdicts_adds_the_bootstrap_over_documents_where_predictions_were_exported(tmp_path):
+    grid = write(tmp_path / "g.yaml", """\
+datasets: [synthetic]
+seeds: [0, 1, 2]
+decode: [threshold]
+methods:
+  - method: flat-svm
+    params: {max_features: 2000}
+  - method: local-node
+    params: {max_features: 2000}
+""")
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    assert run_grid(load_grid(grid), Store(uri), quiet=True)["finished"] == 6
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["export", str(out), "--predictions", "--tracking-uri",
+                                      uri])
+    assert result.exit_code == 0, result.output
+    records = load_records_file(out)
+    plain = render(records, "runs")
+    assert "over documents" not in plain
+    text = render(records, "runs", kept_predictions(out))
+    line = next(x for x in text.splitlines() if x.startswith("- **threshold**"))
+    # the best row against the other, seed by seed, as the bootstrap gives it directly
+    means = {m: sum(r.metrics["micro_f1"] for r in records if r.method == m) / 3
+             for m in ("flat-svm", "local-node")}
+    best, other = sorted(means, key=lambda m: -means[m])
+    store = Store(uri)
+    hits, ps = 0, []
+    for seed in range(3):
+        a, b = (next(r for r in store.records() if r.method == m and r.seed == seed)
+                for m in (best, other))
+        truth, pred_a = store.test_predictions(a.run_id)
+        _, pred_b = store.test_predictions(b.run_id)
+        result = paired_bootstrap(truth, pred_a, pred_b, "micro_f1", 1000, 0.95, 0)
+        hits += result.significant
+        ps.append(result.p_value)
+    assert (f"over documents significant on {hits} of 3 seeds (largest p = {max(ps):.3g})"
+            in line), line
+    assert text.replace(line, "") == plain.replace(
+        next(x for x in plain.splitlines() if x.startswith("- **threshold**")), "")
