@@ -3,8 +3,8 @@ documents? A paired bootstrap over the documents (``evaluation.significance``) o
 difference in micro- and macro-F1, from the runs' stored test predictions (the artifact
 ``test_predictions.npz`` every run finished since it existed carries), or, with
 ``--records``, from exported records and the predictions ``export --predictions`` wrote
-beside them. Registered on the
-app of ``hmtc_bench.cli``; heavy modules are imported inside the command."""
+beside them. Registered on the app of ``hmtc_bench.cli``; heavy modules are imported inside
+the command."""
 
 from __future__ import annotations
 

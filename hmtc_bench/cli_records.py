@@ -1,8 +1,8 @@
 """The commands that move run records in and out of the store: ``hmtc-bench export`` and
 ``hmtc-bench import``, with the runs' test predictions when asked (``export
 --predictions``: ``predictions/<run_id>.npz`` beside the record files, which ``import`` and
-``compare --records`` read back). Registered on the app of ``hmtc_bench.cli``, which imports this
-module; heavy modules are imported inside the commands."""
+``compare --records`` read back). Registered on the app of ``hmtc_bench.cli``, which
+imports this module; heavy modules are imported inside the commands."""
 
 from __future__ import annotations
 
