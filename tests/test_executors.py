@@ -126,3 +126,25 @@ def test_executor_options_refused_before_any_work(tmp_path):
             (ExecutorOptions(executor="processes", cell_timeout=-1), "--cell-timeout")]:
         with pytest.raises(ParameterError, match=message):
             options.check(f"sqlite:///{tmp_path / 'x.db'}")
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: torch starts with 1 thread")
+def test_a_cell_s_cpus_limit_torch_even_when_the_cell_imports_it():
+    """A worker's first neural cell imports torch inside the fit: it must start with the
+    cell's threads, not one per core (two 2-thread workers on 2 cores ran about 2x slower)."""
+    pytest.importorskip("torch")
+    code = ("from hmtc_bench.executors.cells import cpu_threads\n"
+            "with cpu_threads(1):\n"
+            "    import torch\n"
+            "    inside = torch.get_num_threads()\n"
+            "print(inside, torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={k: v for k, v in os.environ.items()
+                                          if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    inside = int(out.stdout.split()[0])
+    assert inside == 1
+    plain = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                           capture_output=True, text=True, check=True,
+                           env={k: v for k, v in os.environ.items()
+                                if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    assert int(plain.stdout) > 1     # without the limit it would have had more

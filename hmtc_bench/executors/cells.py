@@ -139,14 +139,22 @@ def _writable(data):
     return data
 
 
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 class cpu_threads:
-    """BLAS / OpenMP and torch threads limited to ``n`` (a cell's CPUs) for a block."""
+    """BLAS / OpenMP and torch threads limited to ``n`` (a cell's CPUs) for a block: the
+    libraries already loaded through threadpoolctl and torch's setter, and those the cell
+    loads itself (torch is imported inside the first neural fit of a worker) through the
+    environment they read when they start."""
 
     def __init__(self, n: int):
         self.n = max(1, int(n))
 
     def __enter__(self):
         from threadpoolctl import threadpool_limits
+        self._env = {name: os.environ.get(name) for name in THREAD_ENV}
+        os.environ.update({name: str(self.n) for name in THREAD_ENV})
         self._limits = threadpool_limits(self.n)
         import sys
         torch = sys.modules.get("torch")
@@ -159,6 +167,11 @@ class cpu_threads:
         self._limits.restore_original_limits()
         if self._torch is not None:
             self._torch[0].set_num_threads(self._torch[1])
+        for name, value in self._env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def share_work() -> None:
