@@ -3,7 +3,8 @@
 * ``paired_bootstrap``: two methods' predictions on the same test documents; the documents
   are resampled with replacement (the same resample for both) and the difference of micro-
   or macro-F1 recomputed on each: its percentile confidence interval, and the share of
-  resamples on the other side of 0 (a two-sided p-value).
+  resamples on the other side of 0 (a two-sided p-value, counted as (k + 1) / (r + 1) so
+  that r resamples never claim p = 0: the smallest it reports is 2 / (r + 1)).
 * ``paired_seed_test``: per-seed metric values of two methods on the same splits; a paired
   t-test of the per-seed differences (``scipy.stats.ttest_rel``).
 * ``friedman``: a (datasets x methods) table of scores; average ranks (1 = best), the
@@ -87,7 +88,8 @@ def paired_bootstrap(Y_true, pred_a, pred_b, metric: str = "micro_f1",
     diffs = np.concatenate(diffs)
     alpha = 1 - level
     low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-    p = 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))
+    beyond = min(np.count_nonzero(diffs <= 0), np.count_nonzero(diffs >= 0))
+    p = 2 * (beyond + 1) / (len(diffs) + 1)
     return Bootstrap(metric, observed, float(low), float(high), float(min(p, 1.0)), level,
                      n_resamples)
 
