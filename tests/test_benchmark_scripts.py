@@ -18,16 +18,17 @@ from hmtc_bench.tracking import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from msml_study import merged, tables  # noqa: E402
+from msml_study import merged, selected, tables  # noqa: E402
 from verdicts import kept_predictions, render  # noqa: E402
 
 
-def _run(dataset: str, method: str, seed: int, micro: float) -> dict:
-    return {"method": method, "config": "default", "dataset": dataset, "seed": seed,
+def _run(dataset: str, method: str, seed: int, micro: float, config: str = "default",
+         dev: float | None = None) -> dict:
+    return {"method": method, "config": config, "dataset": dataset, "seed": seed,
             "decode": "threshold", "fit_seconds": 1.0, "params": {},
             "metrics": {"micro_f1": micro, "macro_f1": micro, "deepest": micro,
                         "macro_f1_tail": micro, "inconsistency_ratio": 0.0,
-                        "dev_micro_f1": micro}}
+                        "dev_micro_f1": micro if dev is None else dev}}
 
 
 def _trial(value: float) -> list[dict]:
@@ -55,6 +56,23 @@ def test_a_store_with_nothing_new_keeps_everything():
     before = {"trials": {"msml-study/msml/wos-sample": _trial(0.7)},
               "runs": [_run("wos-sample", "msml", 0, 0.7)]}
     assert merged(before, {"trials": {}, "runs": []}) == before
+
+
+def test_each_method_is_compared_in_the_configuration_it_scores_best_on_dev():
+    # msml's tuned configuration is better on dev, flat-bert's default: the "selected" rows
+    # pair msml tuned (test 0.8) with flat-bert default (test 0.7), seed by seed
+    runs = [_run("icd10cm", "msml", s, 0.6 + s / 100, "default", dev=0.5) for s in range(3)]
+    runs += [_run("icd10cm", "msml", s, 0.8 + s / 100, "tuned", dev=0.9) for s in range(3)]
+    runs += [_run("icd10cm", "flat-bert", s, 0.7 + s / 50, "default", dev=0.8) for s in range(3)]
+    runs += [_run("icd10cm", "flat-bert", s, 0.9, "tuned", dev=0.6) for s in range(3)]
+    assert (selected(runs, "msml"), selected(runs, "flat-bert")) == ("tuned", "default")
+    assert selected(runs, "hiagm") is None
+    text = tables({"trials": {}, "runs": runs})
+    row = next(line for line in text.splitlines() if "selected on dev" in line
+               and "overall micro-F1" in line)
+    assert row.startswith("| flat-bert | selected on dev (msml tuned, flat-bert default) |")
+    assert "| +0.0900 |" in row      # mean of 0.8 + s/100 - (0.7 + s/50) over s = 0, 1, 2
+    assert "hiagm" not in text
 
 
 def test_verdicts_adds_the_bootstrap_over_documents_where_predictions_were_exported(tmp_path):
