@@ -1,8 +1,9 @@
 """What the verdicts rest on: decoding policies, resampled splits and significance, from the
-records of ``baselines/verdicts.yaml``.
+records of ``baselines/verdicts.yaml`` and ``baselines/verdicts-neural.yaml``.
 
     hmtc-bench bench baselines/verdicts.yaml --tracking-uri sqlite:///results/verdicts.db
-    hmtc-bench export results/runs-verdicts --tracking-uri sqlite:///results/verdicts.db
+    hmtc-bench bench baselines/verdicts-neural.yaml --tracking-uri sqlite:///results/verdicts.db
+    hmtc-bench export results/runs-verdicts --predictions --tracking-uri sqlite:///results/verdicts.db
     python benchmarks/verdicts.py [--records DIR] [--out results/verdicts_tables.md]
 
 Per dataset: micro- and macro-F1 of every method under every policy (mean ± std over the
@@ -83,7 +84,7 @@ def _mean_std(values):
 def render(records, source: str, predictions=None) -> str:
     """The tables; ``predictions`` (run id -> (labels, predictions) or None) adds the
     bootstrap over documents where both runs have them."""
-    from hmtc_bench.evaluation.significance import friedman, paired_seed_test
+    from hmtc_bench.evaluation.significance import paired_seed_test
     table = _table(records)
     run_ids: dict = defaultdict(dict)
     for r in records:
@@ -155,18 +156,34 @@ def render(records, source: str, predictions=None) -> str:
                 f"{m} {b[m] - a[m]:+.4f}" for m in order_a if m in b), ""]
     out += ["## Across datasets (average rank by micro-F1, 1 = best)", ""]
     for policy, per_dataset in sorted(ranks_by_policy.items()):
-        methods = sorted(set.intersection(*(set(v) for v in per_dataset.values())))
-        datasets = sorted(per_dataset)
+        out += _rank_lines(policy, per_dataset)
+    return "\n".join(out) + "\n"
+
+
+def _rank_lines(policy: str, per_dataset: dict) -> list[str]:
+    """Average ranks, Friedman p and Nemenyi CD of the methods every dataset has; where some
+    methods ran on fewer datasets (the neural ones), once more over the datasets that have
+    them all."""
+    from hmtc_bench.evaluation.significance import friedman
+    everywhere = set.intersection(*(set(v) for v in per_dataset.values()))
+    every_method = set.union(*(set(v) for v in per_dataset.values()))
+    scopes = [(sorted(per_dataset), sorted(everywhere), "")]
+    if everywhere != every_method:
+        having_all = sorted(d for d, v in per_dataset.items() if set(v) == every_method)
+        scopes.append((having_all, sorted(every_method),
+                       f", only the datasets with all methods: {', '.join(having_all)}"))
+    lines = []
+    for datasets, methods, scope in scopes:
         if len(methods) < 2 or len(datasets) < 2:
             continue
         result = friedman([[per_dataset[d][m] for m in methods] for d in datasets])
         ranks = ", ".join(f"{m} {r:.2f}" for m, r in sorted(zip(methods, result["ranks"]),
                                                               key=lambda x: x[1]))
         p = result["p_value"]
-        out.append(f"- **{policy}** ({len(datasets)} datasets, {len(methods)} methods): {ranks};"
-                   f" Friedman p = {p:.3g}; Nemenyi CD = {result['cd']:.2f}"
-                   if p is not None else f"- **{policy}**: {ranks}")
-    return "\n".join(out) + "\n"
+        head = f"- **{policy}** ({len(datasets)} datasets, {len(methods)} methods{scope}): "
+        lines.append(f"{head}{ranks}; Friedman p = {p:.3g}; Nemenyi CD = {result['cd']:.2f}"
+                     if p is not None else f"{head}{ranks}")
+    return lines
 
 
 if __name__ == "__main__":

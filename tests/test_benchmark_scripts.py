@@ -19,7 +19,7 @@ from hmtc_bench.tracking import Store
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from msml_study import merged, selected, tables  # noqa: E402
-from verdicts import kept_predictions, render  # noqa: E402
+from verdicts import _rank_lines, kept_predictions, render  # noqa: E402
 
 
 def _run(dataset: str, method: str, seed: int, micro: float, config: str = "default",
@@ -115,3 +115,16 @@ methods:
             in line), line
     assert text.replace(line, "") == plain.replace(
         next(x for x in plain.splitlines() if x.startswith("- **threshold**")), "")
+
+
+def test_ranks_across_datasets_also_cover_methods_run_on_only_some_of_them():
+    # msml ran on a and b only: the first line ranks the two methods every dataset has, the
+    # second all three methods over a and b
+    per_dataset = {"a": {"svm": 0.5, "lr": 0.4, "msml": 0.6},
+                   "b": {"svm": 0.7, "lr": 0.3, "msml": 0.8},
+                   "c": {"svm": 0.6, "lr": 0.2}}
+    first, second = _rank_lines("tuned", per_dataset)
+    assert first == "- **tuned** (3 datasets, 2 methods): svm 1.00, lr 2.00"   # no test of 2
+    assert second.startswith("- **tuned** (2 datasets, 3 methods, only the datasets with all "
+                             "methods: a, b): msml 1.00, svm 2.00, lr 3.00;")
+    assert len(_rank_lines("tuned", {"a": per_dataset["c"], "c": per_dataset["c"]})) == 1
