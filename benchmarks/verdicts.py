@@ -1,8 +1,11 @@
 """What the verdicts rest on: decoding policies, resampled splits and significance, from the
-records of ``baselines/verdicts.yaml`` and ``baselines/verdicts-neural.yaml``.
+records of ``baselines/verdicts.yaml``, ``baselines/verdicts-neural.yaml`` and
+``baselines/verdicts-neural-large.yaml``.
 
     hmtc-bench bench baselines/verdicts.yaml --tracking-uri sqlite:///results/verdicts.db
     hmtc-bench bench baselines/verdicts-neural.yaml --tracking-uri sqlite:///results/verdicts.db
+    hmtc-bench bench baselines/verdicts-neural-large.yaml --executor processes --workers 2 \
+        --tracking-uri sqlite:///results/verdicts.db
     hmtc-bench export results/runs-verdicts --predictions --tracking-uri sqlite:///results/verdicts.db
     python benchmarks/verdicts.py [--records DIR] [--out results/verdicts_tables.md]
 
@@ -95,7 +98,9 @@ def render(records, source: str, predictions=None) -> str:
            "`benchmarks/verdicts.py`. Splits: resampled with split seed = seed where the corpus's "
            "split is drawn, the corpus's own otherwise (the dataset column says which). "
            "Significance: two-sided paired t-test over the seeds (and split seeds), "
-           "p < 0.05.", ""]
+           "p < 0.05; where both runs kept their test predictions, also the paired "
+           "bootstrap over the test documents per seed (1,000 resamples, micro-F1, p < 0.05), "
+           "given as the number of seeds on which it is significant and its largest p.", ""]
     ranks_by_policy: dict = {}
     for dataset in sorted(table):
         by_policy = table[dataset]
