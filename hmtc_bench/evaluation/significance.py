@@ -68,11 +68,13 @@ def paired_bootstrap(Y_true, pred_a, pred_b, metric: str = "micro_f1",
     for name, P in (("a", A), ("b", B)):
         tp = T.multiply(P).tocsr()
         counts[name] = (tp, (P - tp).tocsr(), (T - tp).tocsr())
+        if metric == "micro_f1":     # micro-F1 needs only each document's totals
+            counts[name] = tuple(np.asarray(m.sum(axis=1)).ravel() for m in counts[name])
 
     def score(weights, name):        # weights (r, n): how often each document is drawn
-        tp, fp, fn = (np.asarray((sp.csr_matrix(weights) @ m).todense()) for m in counts[name])
         if metric == "micro_f1":
-            return _f1(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))
+            return _f1(*(weights @ totals for totals in counts[name]))
+        tp, fp, fn = (np.asarray((sp.csr_matrix(weights) @ m).todense()) for m in counts[name])
         return _f1(tp, fp, fn).mean(axis=1)
 
     ones = np.ones((1, n))
@@ -82,8 +84,8 @@ def paired_bootstrap(Y_true, pred_a, pred_b, metric: str = "micro_f1",
     for start in range(0, n_resamples, chunk):
         r = min(chunk, n_resamples - start)
         draws = rng.integers(0, n, size=(r, n))
-        weights = np.zeros((r, n))
-        np.add.at(weights, (np.repeat(np.arange(r), n), draws.ravel()), 1.0)
+        cells = (np.arange(r)[:, None] * n + draws).ravel()
+        weights = np.bincount(cells, minlength=r * n).reshape(r, n).astype(np.float64)
         diffs.append(score(weights, "a") - score(weights, "b"))
     diffs = np.concatenate(diffs)
     alpha = 1 - level
