@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("micro_f1", "macro_f1")
+RIVALS = ("flat-bert", "hiagm", "hmcn")       # round 1's other neural methods, beside msml
 
 
 def main() -> None:
@@ -54,8 +55,8 @@ def kept_predictions(records_path):
     return read
 
 
-def _document_test(best_runs, other_runs, seeds, predictions) -> str:
-    """The paired bootstrap over documents of micro-F1, best minus other, on each seed both
+def _document_test(best_runs, other_runs, seeds, predictions, metric="micro_f1") -> str:
+    """The paired bootstrap over documents of ``metric``, best minus other, on each seed both
     have predictions for: how many seeds show a significant difference, and the largest p."""
     from hmtc_bench.evaluation.significance import paired_bootstrap
     results = []
@@ -63,7 +64,7 @@ def _document_test(best_runs, other_runs, seeds, predictions) -> str:
         a, b = predictions(best_runs[seed]), predictions(other_runs[seed])
         if a is None or b is None or (a[0] != b[0]).nnz:
             continue
-        results.append(paired_bootstrap(a[0], a[1], b[1], "micro_f1", 1000, 0.95, 0))
+        results.append(paired_bootstrap(a[0], a[1], b[1], metric, 1000, 0.95, 0))
     if not results:
         return ""
     hits = sum(r.significant for r in results)
@@ -159,10 +160,42 @@ def render(records, source: str, predictions=None) -> str:
             moved = "the same order" if order_a == order_b else "the order moves"
             out += [f"- threshold vs tuned: {moved}; gain from tuning: " + ", ".join(
                 f"{m} {b[m] - a[m]:+.4f}" for m in order_a if m in b), ""]
+    out += _msml_lines(table, run_ids, predictions)
     out += ["## Across datasets (average rank by micro-F1, 1 = best)", ""]
     for policy, per_dataset in sorted(ranks_by_policy.items()):
         out += _rank_lines(policy, per_dataset)
     return "\n".join(out) + "\n"
+
+
+def _msml_lines(table, run_ids, predictions) -> list[str]:
+    """Round 1's comparisons: msml minus each other neural method per dataset, at 0.5 and
+    tuned, micro- and macro-F1: the mean difference over the paired seeds, the paired t-test
+    and (where the runs kept predictions) the bootstrap over documents."""
+    from hmtc_bench.evaluation.significance import paired_seed_test
+    out = ["## msml against the other neural methods (round 1's comparisons)", "",
+           "msml minus each rival on the same splits, mean over the paired seeds; t: paired "
+           "t-test p over the seeds; documents: the bootstrap over test documents per seed.", "",
+           "| dataset | rival | policy | metric | msml − rival | t p | documents |",
+           "|---|---|---|---|---|---|---|"]
+    for dataset in sorted(table):
+        for rival in RIVALS:
+            for policy in ("threshold", "tuned"):
+                runs = table[dataset].get(policy, {})
+                if "msml" not in runs or rival not in runs:
+                    continue
+                seeds = sorted(set(runs["msml"]) & set(runs[rival]), key=str)
+                for metric in METRICS:
+                    a = [runs["msml"][s][metric] for s in seeds]
+                    b = [runs[rival][s][metric] for s in seeds]
+                    p = paired_seed_test(a, b)["p_value"]
+                    documents = _document_test(run_ids[(dataset, policy, "msml")],
+                                               run_ids[(dataset, policy, rival)], seeds,
+                                               predictions, metric) if predictions else ""
+                    documents = documents.replace("; over documents significant on ", "")
+                    out.append(f"| {dataset} | {rival} | {policy} | {metric} | "
+                               f"{sum(a) / len(a) - sum(b) / len(b):+.4f} | {p:.3g} | "
+                               f"{documents} |")
+    return out + [""]
 
 
 def _rank_lines(policy: str, per_dataset: dict) -> list[str]:

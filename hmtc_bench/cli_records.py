@@ -27,7 +27,8 @@ def export(
              "many seeds.")] = 1,
     predictions: Annotated[bool, typer.Option(
         "--predictions", help="Also write each run's test predictions (for `compare "
-        "--records` and `import`): predictions/<run_id>.npz beside the record files.")]
+        "--records` and `import`): predictions/<run_id>.npz beside the record files; "
+        "files there that no record of the folder names are removed.")]
         = False,
     tracking_uri: TrackingUri = None,
 ):
@@ -89,6 +90,25 @@ def _export_predictions(records, dest: str, tracking_uri) -> None:
     typer.echo(f"wrote {written} runs' test predictions to {folder}"
                + (f"; {without} finished runs have none (finished before runs kept them)"
                   if without else ""))
+    removed = _prune_predictions(folder)
+    if removed:
+        typer.echo(f"removed {removed} prediction files of {folder} that no record beside it "
+                   "names (runs exported before under other ids, e.g. before an import)")
+
+
+def _prune_predictions(folder) -> int:
+    """Remove the ``*.npz`` files of ``folder`` (a records folder's ``predictions/``) whose
+    run id no ``*.jsonl`` record file of the records folder names; none when one of them
+    cannot be read."""
+    from hmtc_bench.record import load_records_file
+    try:
+        named = {r.run_id for r in load_records_file(folder.parent)}
+    except HMTCError:
+        return 0
+    stale = [path for path in folder.glob("*.npz") if path.stem not in named]
+    for path in stale:
+        path.unlink()
+    return len(stale)
 
 
 @app.command("import")

@@ -120,6 +120,15 @@ def test_exported_predictions_compare_and_import_as_from_the_store(store, tmp_pa
         assert result.exit_code == 1 and message in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1
 
+    # exported again from the store they were imported into: new run ids, and the files of
+    # the old ids, which no record names any more, are removed (the others stay)
+    (out / "predictions" / "keep.txt").write_text("not a prediction file")
+    result = invoke("export", out, "--predictions", "--tracking-uri", moved)
+    assert result.exit_code == 0 and "removed 1 prediction files" in result.output, \
+        result.output
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == sorted(
+        [f"{r.run_id}.npz" for r in new.values()] + ["keep.txt"])
+
 
 def test_compare_refuses_in_one_line(store):
     a = _run(store, "flat-svm")
