@@ -1,18 +1,19 @@
 """What the verdicts rest on: decoding policies, resampled splits and significance, from the
-records of ``baselines/verdicts.yaml``, ``baselines/verdicts-neural.yaml`` and
-``baselines/verdicts-neural-large.yaml``.
+records of ``baselines/verdicts.yaml`` and of its neural half, ``verdicts-neural.yaml``,
+``verdicts-neural-large.yaml`` and ``verdicts-neural-hmcn.yaml``.
 
     hmtc-bench bench baselines/verdicts.yaml --tracking-uri sqlite:///results/verdicts.db
     hmtc-bench bench baselines/verdicts-neural.yaml --tracking-uri sqlite:///results/verdicts.db
     hmtc-bench bench baselines/verdicts-neural-large.yaml --executor processes --workers 2 \
-        --tracking-uri sqlite:///results/verdicts.db
+        --tracking-uri sqlite:///results/verdicts.db           # and verdicts-neural-hmcn.yaml
     hmtc-bench export results/runs-verdicts --predictions --tracking-uri sqlite:///results/verdicts.db
     python benchmarks/verdicts.py [--records DIR] [--out results/verdicts_tables.md]
 
 Per dataset: micro- and macro-F1 of every method under every policy (mean ± std over the
 seeds, with resampled splits where the corpus's split is drawn), the method ranking under
 ``threshold`` beside the one under ``tuned``, and for each policy the paired t-test over
-seeds of the best method against each other one. Across datasets: average ranks, the
+seeds of the best method against each other one; msml against each other neural method
+(micro- and macro-F1, at 0.5 and tuned). Across datasets: average ranks, the
 Friedman test and the Nemenyi critical difference, per policy. Where the records were
 exported with ``--predictions`` (``predictions/<run_id>.npz`` beside them), the best method
 against each other one also gets the paired bootstrap over the test documents (1,000

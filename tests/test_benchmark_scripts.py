@@ -19,7 +19,7 @@ from hmtc_bench.tracking import Store
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from msml_study import merged, selected, tables  # noqa: E402
-from verdicts import _rank_lines, kept_predictions, render  # noqa: E402
+from verdicts import _msml_lines, _rank_lines, kept_predictions, render  # noqa: E402
 
 
 def _run(dataset: str, method: str, seed: int, micro: float, config: str = "default",
@@ -128,3 +128,19 @@ def test_ranks_across_datasets_also_cover_methods_run_on_only_some_of_them():
     assert second.startswith("- **tuned** (2 datasets, 3 methods, only the datasets with all "
                              "methods: a, b): msml 1.00, svm 2.00, lr 3.00;")
     assert len(_rank_lines("tuned", {"a": per_dataset["c"], "c": per_dataset["c"]})) == 1
+
+
+def test_msml_is_compared_with_each_rival_it_shares_a_dataset_with():
+    from hmtc_bench.evaluation.significance import paired_seed_test
+    msml = [0.80, 0.82, 0.81]
+    rival = [0.78, 0.79, 0.80]
+    seeds = [(s, s) for s in range(3)]
+    table = {"rcv1": {"threshold": {
+        "msml": {k: {"micro_f1": m, "macro_f1": m / 2} for k, m in zip(seeds, msml)},
+        "flat-bert": {k: {"micro_f1": r, "macro_f1": r / 2} for k, r in zip(seeds, rival)}}},
+        "wos": {"threshold": {"msml": {seeds[0]: {"micro_f1": 0.5, "macro_f1": 0.4}}}}}
+    rows = [line for line in _msml_lines(table, {}, None) if line.startswith("| rcv1")]
+    assert len(rows) == 2            # micro and macro against flat-bert; no hiagm, no wos
+    p = paired_seed_test(msml, rival)["p_value"]
+    assert rows[0] == f"| rcv1 | flat-bert | threshold | micro_f1 | +0.0200 | {p:.3g} |  |"
+    assert rows[1].startswith("| rcv1 | flat-bert | threshold | macro_f1 | +0.0100 |")
