@@ -58,7 +58,7 @@ def kept_predictions(records_path):
 
 def _document_test(best_runs, other_runs, seeds, predictions, metric="micro_f1") -> str:
     """The paired bootstrap over documents of ``metric``, best minus other, on each seed both
-    have predictions for: how many seeds show a significant difference, and the largest p."""
+    have predictions for: "significant on k of n seeds (largest p = ...)", or "" when none."""
     from hmtc_bench.evaluation.significance import paired_bootstrap
     results = []
     for seed in seeds:
@@ -69,7 +69,7 @@ def _document_test(best_runs, other_runs, seeds, predictions, metric="micro_f1")
     if not results:
         return ""
     hits = sum(r.significant for r in results)
-    return (f"; over documents significant on {hits} of {len(results)} seeds "
+    return (f"significant on {hits} of {len(results)} seeds "
             f"(largest p = {max(r.p_value for r in results):.3g})")
 
 
@@ -146,10 +146,11 @@ def render(records, source: str, predictions=None) -> str:
                 else:
                     p = paired_seed_test(a, b)["p_value"]
                     verdict = f"p = {p:.3g}, {'significant' if p < 0.05 else 'not significant'}"
-                if predictions is not None:
-                    verdict += _document_test(run_ids[(dataset, policy, best)],
-                                              run_ids[(dataset, policy, method)], seeds,
-                                              predictions)
+                documents = _document_test(run_ids[(dataset, policy, best)],
+                                           run_ids[(dataset, policy, method)], seeds,
+                                           predictions) if predictions is not None else ""
+                if documents:
+                    verdict += f"; over documents {documents}"
                 parts.append(f"{method} {means[best] - means[method]:+.4f} ({verdict})")
             out += [f"- **{policy}**, micro-F1 ranking: {' > '.join(order)}; {best} against "
                     f"the others: " + "; ".join(parts), ""]
@@ -192,7 +193,6 @@ def _msml_lines(table, run_ids, predictions) -> list[str]:
                     documents = _document_test(run_ids[(dataset, policy, "msml")],
                                                run_ids[(dataset, policy, rival)], seeds,
                                                predictions, metric) if predictions else ""
-                    documents = documents.replace("; over documents significant on ", "")
                     out.append(f"| {dataset} | {rival} | {policy} | {metric} | "
                                f"{sum(a) / len(a) - sum(b) / len(b):+.4f} | {p:.3g} | "
                                f"{documents} |")
