@@ -114,16 +114,27 @@ def _prune_predictions(folder) -> int:
 @app.command("import")
 def import_records(
     paths: Annotated[list[str], typer.Argument(help="JSON-lines record files or folders.")],
+    dataset: Annotated[Optional[str], typer.Option(
+        help="Only this dataset: its name, its folder or its data hash.")] = None,
+    method: Annotated[Optional[list[str]], typer.Option(
+        "--method", help="Only this method; repeatable.")] = None,
+    decode: Annotated[Optional[list[str]], typer.Option(
+        "--decode", help="Only this decoding policy; repeatable.")] = None,
     tracking_uri: TrackingUri = None,
 ):
     """Log exported or locally kept run records into the store (cells it has finished
     already are skipped), with their test predictions where `export --predictions` wrote
     them."""
+    from hmtc_bench.evaluation.decoding import parse_policy
     from hmtc_bench.record import (load_predictions, load_records_file, prediction_payload,
                                    predictions_file)
     try:
+        for policy in decode or []:
+            parse_policy(policy)   # a misspelt policy names itself instead of importing none
         store = _store(tracking_uri).check()
-        records = [(path, r) for path in paths for r in load_records_file(path)]
+        records = [(path, r) for path in paths for r in load_records_file(path)
+                   if _is_dataset(r, dataset) and (not method or r.method in method)
+                   and (not decode or r.decode in decode)]
         done = store.finished_cells()
         logged = 0
         for path, record in records:

@@ -154,3 +154,25 @@ def test_compare_refuses_in_one_line(store):
     moved = next(r for r in Store(store).records() if r.seed == 8)
     result = invoke("compare", a.run_id, moved.run_id, "--tracking-uri", store)
     assert result.exit_code == 1 and "same test documents" in result.output, result.output
+
+
+def test_import_takes_only_the_methods_datasets_and_policies_asked_for(store, tmp_path):
+    """import --method / --decode / --dataset log only the matching records (with their
+    predictions); a misspelt policy is one line, before the store is touched."""
+    out = tmp_path / "runs"
+    assert invoke("export", out, "--predictions", "--tracking-uri", store).exit_code == 0
+    into = f"sqlite:///{tmp_path / 'some.db'}"
+    result = invoke("import", out, "--method", "flat-svm", "--decode", "threshold",
+                    "--dataset", "synthetic", "--tracking-uri", into)
+    assert result.exit_code == 0 and "logged 1 runs" in result.output, result.output
+    (only,) = Store(into).records()
+    assert only.method == "flat-svm" and Store(into).test_predictions(only.run_id)[0].nnz > 0
+    for args in (["--decode", "top-down"], ["--dataset", "wos-sample"],
+                 ["--method", "msml"]):
+        result = invoke("import", out, *args, "--tracking-uri", into)
+        assert result.exit_code == 0 and result.output.startswith("logged 0 runs, skipped 0")
+    result = invoke("import", out, "--decode", "top-dwn", "--tracking-uri",
+                    f"sqlite:///{tmp_path / 'none.db'}")
+    assert result.exit_code == 1 and "unknown decoding policy 'top-dwn'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "none.db").exists()
