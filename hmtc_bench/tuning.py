@@ -215,8 +215,8 @@ def run_study(spec: StudySpec, data, store, say=progress.say, quiet: bool = Fals
                                  split_seed=data.split_seed, resources=resources or {},
                                  label=f"{spec.name} trial {number}")
                 task.run_id = writer.start(number, params)
-                say(f"{spec.name}: trial {number + 1}/{spec.trials} {_show(params)}",
-                    not quiet)
+                say(f"{spec.name}: trial {number} ({number + 1} of {spec.trials}) "
+                    f"{_show(params)}", not quiet)   # numbered as the store and the choice
                 tasks.append(task)
             if width == 1:
                 results = [_run_here(task, data, writer) for task in tasks]
@@ -230,7 +230,7 @@ def run_study(spec: StudySpec, data, store, say=progress.say, quiet: bool = Fals
                 writer.finish(result, logged_steps=width == 1)
                 done[result.number] = result
                 shown = "—" if result.value is None else f"{result.value:.4f}"
-                say(f"  trial {result.number + 1}: {result.state}, dev {spec.metric} {shown} "
+                say(f"  trial {result.number}: {result.state}, dev {spec.metric} {shown} "
                     f"({result.fit_seconds or 0:.1f} s)"
                     + (f": {result.error}" if result.error else ""), not quiet)
     finally:
