@@ -337,6 +337,9 @@ def tune(
         help="processes / ray: how many workers, and the trials of one batch (default: the "
              "cores).")] = None,
     ray_address: Annotated[Optional[str], typer.Option(help="ray: the cluster.")] = None,
+    defaults_first: Annotated[bool, typer.Option(
+        "--defaults-first", help="Trial 0 of each study is the method's defaults (the other "
+        "N-1 are proposed), so no study chooses what scored below them on dev.")] = False,
 ):
     """Tune every method of a grid on each dataset with N trials chosen on dev (Optuna TPE,
     seeded, pruned), then refit the chosen configurations; resumable."""
@@ -348,11 +351,12 @@ def tune(
         store = _store(tracking_uri)
         options.check(store.uri)
         grid = load_grid(grid_file)
-        specs = plan_studies(grid, trials, metric)     # every space checked before any work
+        specs = plan_studies(grid, trials, metric, defaults_first)   # checked before any work
         typer.echo(f"grid {grid.name}: {len(specs)} studies x {trials} trials, then the chosen "
                    f"configurations x {len(grid.seeds)} seeds", err=True)
         results, counts = tune_grid(grid, trials, store, metric=metric, executor=options,
-                                    refit=refit, strict=strict, dag=dag)
+                                    refit=refit, strict=strict, dag=dag,
+                                    defaults_first=defaults_first)
     except HMTCError as err:
         _fail(str(err))
     for result in results:

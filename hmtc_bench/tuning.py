@@ -80,6 +80,7 @@ class StudySpec:
     metric: str = "micro_f1"
     threshold: float = 0.5
     seed: int = 0                      # the trials' fit seed and the sampler's seed
+    first: dict | None = None          # trial 0's parameters (the defaults), else proposed
 
 
 @dataclass
@@ -119,7 +120,8 @@ def study_key(spec: StudySpec, data) -> str:
         "method": spec.method, "params": spec.params, "metric": spec.metric,
         "space": {k: v.describe() for k, v in sorted(spec.space.items())},
         "data": dev_digest(data), "threshold": spec.threshold, "seed": spec.seed,
-        "trials": spec.trials}, sort_keys=True, default=str)
+        "trials": spec.trials, **({"first": spec.first} if spec.first is not None else {})},
+        sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -240,7 +242,10 @@ def run_study(spec: StudySpec, data, store, say=progress.say, quiet: bool = Fals
 
 
 def _propose(spec: StudySpec, history: list, number: int) -> dict:
-    """Trial ``number``'s parameters: the seeded sampler after ``history``."""
+    """Trial ``number``'s parameters: ``spec.first`` for trial 0 when given, else the
+    seeded sampler after ``history``."""
+    if number == 0 and spec.first is not None:
+        return dict(spec.first)
     study = _optuna_study(spec, history, number)
     return dict(study.ask(fixed_distributions=_distributions(spec)).params)
 

@@ -11,8 +11,11 @@ from hmtc_bench.errors import ParameterError
 from hmtc_bench.tuning import METRICS, StudyResult, StudySpec, _show, run_study
 
 
-def plan_studies(grid, trials: int, metric: str = "micro_f1") -> list[StudySpec]:
-    """A study per (dataset, method entry) of ``grid``, in grid order."""
+def plan_studies(grid, trials: int, metric: str = "micro_f1",
+                 defaults_first: bool = False) -> list[StudySpec]:
+    """A study per (dataset, method entry) of ``grid``, in grid order; with
+    ``defaults_first`` each study's trial 0 is the method's defaults of the searched
+    parameters (refused when one lies outside its dimension)."""
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ParameterError(f"--trials {trials!r}: must be a whole number >= 1")
     if metric not in METRICS:
@@ -28,12 +31,24 @@ def plan_studies(grid, trials: int, metric: str = "micro_f1") -> list[StudySpec]
         if not searched:
             raise ParameterError(f"{grid.name}: {method} has nothing to search (its search "
                                  "space is empty or fixed by params); give a 'space'")
+        first = _defaults_in(method, cls, searched, grid.name) if defaults_first else None
         label = json.dumps(params, sort_keys=True, default=str) if params else ""
         name = f"{grid.name}/{method}{label}/{_dataset_label(dataset)}"
         specs.append(StudySpec(name=name, method=method, dataset=dataset, params=params,
                                space=searched, trials=trials, metric=metric,
-                               threshold=grid.threshold, seed=grid.seeds[0]))
+                               threshold=grid.threshold, seed=grid.seeds[0], first=first))
     return specs
+
+
+def _defaults_in(method: str, cls, space: dict, where: str) -> dict:
+    """The defaults of ``cls`` for the parameters ``space`` searches."""
+    defaults = cls().get_params()
+    for name, dimension in space.items():
+        if not dimension.contains(defaults[name]):
+            raise ParameterError(f"{where}: {method}'s default {name}={defaults[name]!r} is "
+                                 f"outside its search space {dimension.describe()}; widen "
+                                 "the space or tune without --defaults-first")
+    return {name: defaults[name] for name in space}
 
 
 def _dataset_label(dataset: str) -> str:
@@ -65,11 +80,12 @@ def trial_data(dataset: str, grid, seed: int, strict: bool = False, dag: bool = 
 
 def tune_grid(grid, trials: int, store, metric: str = "micro_f1", quiet: bool = False,
               executor=None, refit: bool = True, strict: bool = False,
-              dag: bool = False) -> tuple[list[StudyResult], dict | None]:
+              dag: bool = False, defaults_first: bool = False
+              ) -> tuple[list[StudyResult], dict | None]:
     """Every study of ``grid`` (``plan_studies``), then the refit of the chosen
     configurations (unless ``refit`` is false); returns the studies and the refit's counts."""
     from hmtc_bench.grid import run_grid
-    specs = plan_studies(grid, trials, metric)
+    specs = plan_studies(grid, trials, metric, defaults_first)
     store.check()       # before any data is loaded
     results = []
     loaded: dict = {}

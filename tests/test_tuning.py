@@ -139,6 +139,47 @@ def test_study_chooses_on_dev_only_and_refits_the_choice(tmp_path):
         assert record.params["class_weight"] == best.params["class_weight"]
 
 
+def test_defaults_first_makes_trial_0_the_defaults(tmp_path):
+    """--defaults-first: trial 0 of each study is the method's defaults of the searched
+    parameters (the rest proposed as before), it is part of what makes the study the same
+    study, and a default outside its space is refused before any work."""
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    grid = load_grid(write(tmp_path / "g.yaml", GRID))
+    [plain] = plan_studies(grid, trials=3)
+    [spec] = plan_studies(grid, trials=3, defaults_first=True)
+    defaults = get_method("flat-logreg")().get_params()
+    assert plain.first is None and spec.first == {"C": defaults["C"],
+                                                  "class_weight": defaults["class_weight"]}
+    data = load_dataset("synthetic")
+    result = run_study(spec, without_test_labels(data), Store(uri), quiet=True)
+    assert result.trials[0].params == spec.first
+    assert result.trials[1].params != spec.first
+    # the first trial's scores are the defaults' dev scores
+    from hmtc_bench.evaluation.decoding import decode
+    from hmtc_bench.evaluation.metrics import micro_f1
+    from hmtc_bench.methods import make_method
+    default = make_method("flat-logreg", spec.params, 0)
+    default.fit(data.train.texts, data.train.Y, data.hierarchy, dev=(data.dev.texts, data.dev.Y))
+    assert result.trials[0].value == pytest.approx(
+        micro_f1(data.dev.Y, decode(default.predict_proba(data.dev.texts), data.hierarchy)))
+    # the same name without the option is another study, refused in the same store
+    with pytest.raises(ParameterError, match="another configuration"):
+        run_study(plain, data, Store(uri), quiet=True)
+    narrow = load_grid(write(tmp_path / "n.yaml", GRID.replace("low: 0.01", "low: 2.0")))
+    with pytest.raises(ParameterError, match=r"default C=1\.0 is outside its search space"):
+        plan_studies(narrow, trials=3, defaults_first=True)
+    from typer.testing import CliRunner
+
+    from hmtc_bench.cli import app
+    out = CliRunner().invoke(app, ["tune", str(tmp_path / "n.yaml"), "--trials", "3",
+                                   "--defaults-first", "--tracking-uri",
+                                   f"sqlite:///{tmp_path / 'none.db'}"])
+    assert out.exit_code == 1 and "default C=1.0 is outside" in out.output, out.output
+    assert len(out.output.strip().splitlines()) == 1
+    assert Dimension("int", 1, 3).contains(2) and not Dimension("int", 1, 3).contains(2.5)
+    assert not log_range(0.1, 1.0).contains("0.5") and any_of(None, 1).contains(None)
+
+
 class Scripted(HMTCMethod):
     """A method that "trains" 4 epochs reporting dev scores set by its parameter ``quality``
     (higher is better), and predicts the label prior."""

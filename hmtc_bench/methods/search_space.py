@@ -50,6 +50,16 @@ class Dimension:
         """The values to check against the parameter's spec: both ends, or every choice."""
         return list(self.choices) if self.kind == "choice" else [self.low, self.high]
 
+    def contains(self, value) -> bool:
+        """Whether ``value`` is one this dimension can give."""
+        if self.kind == "choice":
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind == "int" and value != int(value):
+            return False
+        return self.low <= value <= self.high
+
     def distribution(self):
         """The Optuna distribution of this dimension."""
         import optuna
