@@ -19,7 +19,8 @@ paired t-test's p, with both at their defaults, both tuned, and each in the conf
 
 With ``--add`` the data file's entries of the datasets this store does not hold are kept
 (the corpora of an earlier study whose store is gone stay in the tables, from their data):
-``baselines/msml-study-icd.yaml`` ran in a store of its own.
+``baselines/msml-study-icd.yaml``, ``msml-study-rcv1.yaml`` and ``msml-study-reuters.yaml``
+each ran in a store of their own (their commands are at the top of each file).
 """
 
 from __future__ import annotations
