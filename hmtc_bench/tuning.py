@@ -7,7 +7,7 @@ the entry's ``space`` in the grid file; ``hmtc_bench.methods.search_space``) wit
 run) with the grid's first seed and is scored on the **dev** split only (the ``--metric``,
 default micro-F1, decoded at the grid's threshold). A method that trains in epochs reports
 each epoch's dev micro-F1; a trial whose score falls below the median of the earlier trials
-at the same epoch is pruned (Optuna's ``MedianPruner``, after 3 trials, from epoch 2).
+at the same epoch is pruned (Optuna's ``MedianPruner``, after 3 trials, from epoch 1).
 The chosen configuration is the best finished trial (ties: the earlier one). It is then
 refitted for every seed of the grid and decoded with every policy of the grid, as a grid of
 its own (on any executor of ``hmtc-bench bench``), and evaluated on test: those runs are
@@ -59,7 +59,9 @@ from hmtc_bench.record import decode_param, encode_param
 STUDY_PREFIX = "hmtc-bench-study/"
 METRICS = ("micro_f1", "macro_f1", "hier_f1", "lca_f1")
 PRUNE_AFTER_TRIALS = 3        # the median pruner's start-up trials
-PRUNE_FROM_EPOCH = 2          # and the first epoch it may stop
+PRUNE_FROM_EPOCH = 1          # the first epoch after which it may stop a trial (every
+                              # published study ran so; from 2, a 2-epoch budget could
+                              # only discard finished trials)
 FINISHED = ("complete", "pruned", "failed")
 
 
@@ -288,7 +290,7 @@ def _optuna_study(spec: StudySpec, history: list[Trial], number: int):
     sampler = optuna.samplers.TPESampler(seed=spec.seed * 100_003 + number,
                                          n_startup_trials=min(10, max(2, spec.trials // 3)))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS,
-                                         n_warmup_steps=PRUNE_FROM_EPOCH - 1)
+                                         n_warmup_steps=PRUNE_FROM_EPOCH)  # epochs >= it
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     distributions = _distributions(spec)
     states = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,

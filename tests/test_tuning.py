@@ -217,6 +217,10 @@ def test_hopeless_trials_are_pruned(tmp_path, monkeypatch):
         if trial.state == "pruned":
             assert max(trial.steps) < 4             # stopped before its last epoch
             assert trial.value is None
+    # as documented: the pruner may stop a trial from its first epoch on (PRUNE_FROM_EPOCH)
+    from hmtc_bench.tuning import PRUNE_FROM_EPOCH
+    assert PRUNE_FROM_EPOCH == 1
+    assert min(max(t.steps) for t in result.trials if t.state == "pruned") == PRUNE_FROM_EPOCH
     assert result.best.state == "complete"
 
 
