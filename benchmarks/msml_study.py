@@ -118,14 +118,15 @@ def selected(runs: list[dict], method: str) -> str | None:
     """The configuration (default or tuned) of ``method`` with the higher mean dev micro-F1
     at threshold 0.5: what a user with this budget would pick, since the default is one
     more configuration every method gets for free."""
-    dev = {}
-    for config in ("default", "tuned"):
-        values = [r["metrics"]["dev_micro_f1"] for r in runs if r["method"] == method
-                  and r["config"] == config and r["decode"] == "threshold"
-                  and r["metrics"]["dev_micro_f1"] is not None]
-        if values:
-            dev[config] = mean(values)
+    dev = {c: mean(v.values()) for c in ("default", "tuned") if (v := _dev(runs, method, c))}
     return max(dev, key=dev.get) if dev else None
+
+
+def _dev(runs: list[dict], method: str, config: str) -> dict:
+    """Seed -> dev micro-F1 at threshold 0.5 of ``method`` in ``config``."""
+    return {r["seed"]: r["metrics"]["dev_micro_f1"] for r in runs
+            if r["method"] == method and r["config"] == config and r["decode"] == "threshold"
+            and r["metrics"]["dev_micro_f1"] is not None}
 
 
 def _claim_rows(runs: list[dict], rival: str, configs: dict, label: str,
@@ -152,9 +153,7 @@ def _claim_rows(runs: list[dict], rival: str, configs: dict, label: str,
 def _dev_difference(runs: list[dict], method: str) -> str:
     """``method``'s tuned minus default dev micro-F1 at threshold 0.5 over the seeds both
     have, with the paired t-test's p ("" with fewer than 2 such seeds)."""
-    dev = {c: {r["seed"]: r["metrics"]["dev_micro_f1"] for r in runs
-               if r["method"] == method and r["config"] == c and r["decode"] == "threshold"
-               and r["metrics"]["dev_micro_f1"] is not None} for c in ("tuned", "default")}
+    dev = {c: _dev(runs, method, c) for c in ("tuned", "default")}
     seeds = sorted(set(dev["tuned"]) & set(dev["default"]))
     if len(seeds) < 2:
         return ""
