@@ -17,8 +17,9 @@ paired t-test's p, with both at their defaults, both tuned, and each in the conf
     hmtc-bench tune baselines/msml-study.yaml --trials 6 --tracking-uri sqlite:///results/study.db
     python benchmarks/msml_study.py --tracking-uri sqlite:///results/study.db
 
-With ``--add`` the data file's entries of the datasets this store does not hold are kept
-(the corpora of an earlier study whose store is gone stay in the tables, from their data):
+With ``--add`` the data file's entries of the (dataset, method) pairs this store does not
+hold are kept (the corpora of an earlier study whose store is gone stay in the tables, from
+their data, and so do the other methods of a corpus a store adds one method to):
 ``baselines/msml-study-icd.yaml``, ``msml-study-rcv1.yaml`` and ``msml-study-reuters.yaml``
 each ran in a store of their own (their commands are at the top of each file).
 """
@@ -227,12 +228,19 @@ def tables(data: dict) -> str:
     return "\n".join(out)
 
 
+def _study_of(name: str) -> tuple[str, str]:
+    """(dataset, method) of a study named ``<grid>/<method>[<fixed params>]/<dataset>``."""
+    middle, dataset = name.split("/", 1)[1].rsplit("/", 1)
+    return dataset, middle.split("{", 1)[0]
+
+
 def merged(before: dict, new: dict) -> dict:
-    """``new`` with ``before``'s trials and runs of the datasets ``new`` does not hold (a
-    study's name ends with its dataset)."""
-    held = {r["dataset"] for r in new["runs"]} | {n.rsplit("/", 1)[1] for n in new["trials"]}
-    trials = {n: t for n, t in before["trials"].items() if n.rsplit("/", 1)[1] not in held}
-    runs = [r for r in before["runs"] if r["dataset"] not in held]
+    """``new`` with ``before``'s trials and runs of the (dataset, method) pairs ``new`` does
+    not hold: a store that reran a corpus replaces it, one that added a method to a corpus
+    keeps the other methods' entries."""
+    held = {(r["dataset"], r["method"]) for r in new["runs"]} | set(map(_study_of, new["trials"]))
+    trials = {n: t for n, t in before["trials"].items() if _study_of(n) not in held}
+    runs = [r for r in before["runs"] if (r["dataset"], r["method"]) not in held]
     return {"trials": {**trials, **new["trials"]}, "runs": runs + new["runs"]}
 
 
@@ -242,7 +250,8 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT / "results" / "msml_study_data.json"))
     parser.add_argument("--out", default=str(ROOT / "results" / "msml_study.md"))
     parser.add_argument("--add", action="store_true",
-                        help="keep the data file's datasets that this store does not hold")
+                        help="keep the data file's (dataset, method) pairs that this store "
+                             "does not hold")
     args = parser.parse_args()
     store = Store(args.tracking_uri)
     data = {"trials": trials_of(store), "runs": runs_of(store)}

@@ -52,6 +52,19 @@ def test_the_store_s_datasets_replace_theirs_and_the_rest_are_kept():
     assert "0.1000" not in text    # the stale icd10cm entries are gone
 
 
+def test_a_store_that_adds_a_method_to_a_corpus_keeps_the_other_methods():
+    before = {"trials": {'msml-study/msml{"epochs": 5}/icd10cm': _trial(0.8),
+                         "msml-study/hiagm/icd10cm": _trial(0.1)},
+              "runs": [_run("icd10cm", "msml", 0, 0.8), _run("icd10cm", "hiagm", 0, 0.1)]}
+    new = {"trials": {"msml-study/hiagm/icd10cm": _trial(0.7)},
+           "runs": [_run("icd10cm", "hiagm", s, 0.7) for s in range(3)]}
+    out = merged(before, new)
+    assert out["trials"] == {'msml-study/msml{"epochs": 5}/icd10cm': _trial(0.8),
+                             "msml-study/hiagm/icd10cm": _trial(0.7)}
+    assert sorted((r["method"], r["metrics"]["micro_f1"]) for r in out["runs"]) == [
+        ("hiagm", 0.7)] * 3 + [("msml", 0.8)]
+
+
 def test_a_store_with_nothing_new_keeps_everything():
     before = {"trials": {"msml-study/msml/wos-sample": _trial(0.7)},
               "runs": [_run("wos-sample", "msml", 0, 0.7)]}
