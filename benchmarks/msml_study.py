@@ -20,8 +20,9 @@ paired t-test's p, with both at their defaults, both tuned, and each in the conf
 With ``--add`` the data file's entries of the (dataset, method) pairs this store does not
 hold are kept (the corpora of an earlier study whose store is gone stay in the tables, from
 their data, and so do the other methods of a corpus a store adds one method to):
-``baselines/msml-study-icd.yaml``, ``msml-study-rcv1.yaml`` and ``msml-study-reuters.yaml``
-each ran in a store of their own (their commands are at the top of each file).
+``baselines/msml-study-icd.yaml``, ``msml-study-icd-hiagm.yaml``, ``msml-study-rcv1.yaml``,
+``msml-study-reuters.yaml`` and ``msml-study-20ng.yaml`` each ran in a store of their own
+(their commands are at the top of each file).
 """
 
 from __future__ import annotations
